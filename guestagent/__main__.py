@@ -1,0 +1,3 @@
+from guestagent.cli import main
+
+raise SystemExit(main())
