@@ -75,6 +75,15 @@ def umount(target: str, *, detach: bool = False) -> None:
         )
 
 
+def _makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise AgentError(
+            f"cannot create mount point {path}: {exc.strerror}", code=ErrorCode.STORAGE
+        ) from exc
+
+
 class StorageStack:
     """Undo log of storage steps; `teardown` unwinds them all, tainting on a failed undo."""
 
@@ -112,7 +121,7 @@ class LayerMount:
 
 
 def _mount_layer_device(device: str, target: str, stack: StorageStack, fstype: str) -> None:
-    os.makedirs(target, exist_ok=True)
+    _makedirs(target)
     mount(device, target, fstype, LAYER_FLAGS)
     stack.push(umount, target)
 
@@ -169,14 +178,14 @@ def mount_overlay(
     upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
     options = overlay_options(layers_base_first, upper, work)
     for path in (upper, work, target):
-        os.makedirs(path, exist_ok=True)
+        _makedirs(path)
     mount("overlay", target, "overlay", flags, options)
     stack.push(umount, target)
     return target
 
 
 def mount_scratch_tmpfs(target: str, stack: StorageStack, size: str = "50%") -> str:
-    os.makedirs(target, exist_ok=True)
+    _makedirs(target)
     mount("tmpfs", target, "tmpfs", MS_NODEV | MS_NOSUID, f"mode=0700,size={size}")
     stack.push(umount, target)
     return target
@@ -191,7 +200,7 @@ def mount_scratch_crypt(
         mapped = dm.open_crypt(name, device, sectors, secrets.token_bytes(64).hex())
         local.push(dm.remove, name)
         _mkfs_ext4(mapped)
-        os.makedirs(target, exist_ok=True)
+        _makedirs(target)
         mount(mapped, target, "ext4", MS_NODEV | MS_NOSUID)
         local.push(umount, target)
         stack.absorb(local)
