@@ -273,7 +273,7 @@ class DmClient:
         while True:
             reply = self._call(DmCommand.TABLE_STATUS, name, size=size)
             fields = DM_IOCTL.unpack_from(reply)
-            if not fields[8] & BUFFER_FULL_FLAG:
+            if not fields[7] & BUFFER_FULL_FLAG:
                 return _parse_targets(reply, data_start=fields[4], count=fields[5])
             size *= 4
 
