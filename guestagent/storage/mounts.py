@@ -18,6 +18,7 @@ import ctypes.util
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ class StorageStack:
     def __init__(self) -> None:
         self._stack = ExitStack()
 
-    def push(self, undo, *args) -> None:  # type: ignore[no-untyped-def]
+    def push(self, undo: Callable[..., object], *args: object) -> None:
         self._stack.callback(undo, *args)
 
     def absorb(self, other: StorageStack) -> None:
@@ -108,7 +109,7 @@ class StorageStack:
     def __enter__(self) -> StorageStack:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is not None:
             self.teardown()  # undo on failure; on success the caller keeps the stack
 
