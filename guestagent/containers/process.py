@@ -42,7 +42,6 @@ class StdioOptions:
     stdin: bool = False
     stdout: bool = True
     stderr: bool = True
-    terminal: bool = False
     buffer_limit: int = DEFAULT_BUFFER_LIMIT
 
 
