@@ -23,22 +23,23 @@ __all__ = [
     "remove_cgroup",
 ]
 
-_V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio")
+_MOUNT_OPTIONS = frozenset(("rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime"))
 
 
 def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
-    """Mounted cgroup hierarchies: {"unified": path} for v2, {controller: path} for v1."""
+    """Mounted cgroup hierarchies: {"unified": path} for v2, {controller: path} for v1
+    (a v1 hierarchy with several controllers, like cpu,cpuacct, is listed under each)."""
     mounts: dict[str, Path] = {}
     with open(mountinfo) as info:
         for line in info:
             pre, _, post = line.partition(" - ")
-            fstype, _source, options = (post.split() + ["", "", ""])[:3]
+            fstype, _source, options = [*post.split(), "", "", ""][:3]
             mount_point = Path(pre.split()[4])
             if fstype == "cgroup2":
                 mounts.setdefault("unified", mount_point)
             elif fstype == "cgroup":
                 for option in options.split(","):
-                    if option in _V1_CONTROLLERS or option.startswith("name="):
+                    if option not in _MOUNT_OPTIONS:
                         mounts.setdefault(option, mount_point)
     return mounts
 
@@ -143,9 +144,9 @@ def container_stats(cgroups_path: str) -> dict[str, Any]:
     mounts = cgroup_mounts()
     relative = cgroups_path.lstrip("/")
     unified = mounts.get("unified")
-    if unified is not None and (unified / relative / "cgroup.controllers").exists():
-        if (unified / relative / "cpu.stat").exists() and "cpuacct" not in mounts:
-            return _stats_v2(unified / relative)
+    # v2 only where the unified hierarchy has the controllers (not on a hybrid host)
+    if unified is not None and "cpuacct" not in mounts and (unified / relative).is_dir():
+        return _stats_v2(unified / relative)
     return _stats_v1(mounts, relative)
 
 
