@@ -12,6 +12,7 @@ from conftest import run, running_manager
 from tests_markers import requires_runtime
 
 from guestagent.containers.process import StdioOptions
+from guestagent.containers.runtime import RuntimeFailedError, find_runtime
 from guestagent.errors import AlreadyExistsError, InvalidStateError, NotFoundError
 
 pytestmark = requires_runtime
@@ -240,3 +241,24 @@ def test_invalid_requests_fail_with_agent_errors(tmp_path, bundle_config, busybo
                 await manager.start("x")
 
     run(scenario())
+
+
+def test_runtime_failure_carries_the_runtimes_message(tmp_path, bundle_config):
+    async def scenario():
+        async with running_manager(tmp_path) as manager:
+            config = bundle_config(manager, "bad", ["/bin/true"])
+            config["root"]["path"] = str(tmp_path / "no-such-rootfs")
+            with pytest.raises(RuntimeFailedError) as caught:
+                await manager.create("bad", config)
+            assert caught.value.code.value == "runtime.failed"
+            assert "no-such-rootfs" in caught.value.message or "no such file" in (
+                caught.value.message.lower()
+            )
+            assert manager.list() == []  # nothing half-created is kept
+
+    run(scenario())
+
+
+def test_missing_runtime_binary_is_a_clear_error():
+    with pytest.raises(RuntimeFailedError, match="no OCI runtime found"):
+        find_runtime("/nonexistent/runc")
