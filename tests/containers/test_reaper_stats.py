@@ -68,7 +68,7 @@ def test_agent_health_reports_its_own_process():
 
 
 def test_container_stats_come_from_its_cgroup(tmp_path, bundle_config):
-    script = "head -c 8388608 /dev/zero > /dev/shm/fill; echo ready; sleep 60 & wait"
+    script = "head -c 8388608 /dev/zero > /dev/shm/fill; sleep 60 & echo ready; wait"
 
     async def scenario():
         async with running_manager(tmp_path) as manager:
