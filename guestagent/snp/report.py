@@ -201,7 +201,7 @@ class AttestationReport:
         """Every field under its spec name in snake_case; byte fields as lowercase hex."""
         out: dict[str, Any] = {}
         for name, _offset, kind in _LAYOUT:
-            if name.startswith("signature_"):
+            if name in ("signature_r", "signature_s"):
                 continue
             value = getattr(self, name)
             out[name] = value.hex() if isinstance(kind, int) else value
