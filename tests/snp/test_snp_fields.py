@@ -63,7 +63,9 @@ def test_policy_bits():
     assert policy.smt and policy.flag("reserved_must_be_one")
     assert not (policy.debug or policy.migrate_ma or policy.single_socket)
     assert GuestPolicy(1 << 19).debug and GuestPolicy(1 << 18).migrate_ma
-    built = GuestPolicy.build(abi_major=1, abi_minor=2, smt=True, debug=True, page_swap_disable=True)
+    built = GuestPolicy.build(
+        abi_major=1, abi_minor=2, smt=True, debug=True, page_swap_disable=True
+    )
     assert built.raw == 2 | 1 << 8 | 1 << 16 | 1 << 17 | 1 << 19 | 1 << 25
     assert built.to_json()["page_swap_disable"] is True
     with pytest.raises(ValueError, match="unknown policy flag"):
@@ -89,8 +91,13 @@ def test_signer_info_bits():
 
 @pytest.mark.parametrize(
     ("name", "product"),
-    [("Milan-B0", Product.MILAN), ("Milan", Product.MILAN), ("Genoa", Product.GENOA),
-     ("Turin", Product.TURIN), ("turin", Product.TURIN)],
+    [
+        ("Milan-B0", Product.MILAN),
+        ("Milan", Product.MILAN),
+        ("Genoa", Product.GENOA),
+        ("Turin", Product.TURIN),
+        ("turin", Product.TURIN),
+    ],
 )
 def test_product_names(name, product):
     assert product_from_name(name) is product

@@ -12,8 +12,8 @@ from guestagent.errors import ErrorCode
 from guestagent.snp.errors import BadReportError
 from guestagent.snp.fields import Product, SigningKey, TcbLayout
 from guestagent.snp.report import (
-    RESERVED_RANGES,
     REPORT_SIZE,
+    RESERVED_RANGES,
     AttestationReport,
     parse_report,
 )
@@ -60,13 +60,40 @@ def test_to_json_uses_spec_names_and_lowercase_hex(snp_vectors):
     data = (snp_vectors / "trustee/test-report.bin").read_bytes()
     decoded = parse_report(data).to_json()
     expected_names = (
-        "version guest_svn policy family_id image_id vmpl signature_algo current_tcb "
-        "platform_info signer_info report_data measurement host_data id_key_digest "
-        "author_key_digest report_id report_id_ma reported_tcb cpuid_fam_id cpuid_mod_id "
-        "cpuid_step chip_id committed_tcb current_build current_minor current_major "
-        "committed_build committed_minor committed_major launch_tcb launch_mit_vector "
-        "current_mit_vector signature"
-    ).split()
+        "version",
+        "guest_svn",
+        "policy",
+        "family_id",
+        "image_id",
+        "vmpl",
+        "signature_algo",
+        "current_tcb",
+        "platform_info",
+        "signer_info",
+        "report_data",
+        "measurement",
+        "host_data",
+        "id_key_digest",
+        "author_key_digest",
+        "report_id",
+        "report_id_ma",
+        "reported_tcb",
+        "cpuid_fam_id",
+        "cpuid_mod_id",
+        "cpuid_step",
+        "chip_id",
+        "committed_tcb",
+        "current_build",
+        "current_minor",
+        "current_major",
+        "committed_build",
+        "committed_minor",
+        "committed_major",
+        "launch_tcb",
+        "launch_mit_vector",
+        "current_mit_vector",
+        "signature",
+    )
     assert set(expected_names) <= set(decoded)
     assert decoded["measurement"] == data[0x90:0xC0].hex()
     assert decoded["host_data"] == "00" * 32
@@ -135,7 +162,9 @@ def test_signer_info_reserved_values(signer_info, message):
 
 def test_turin_report_decodes_turin_tcb_layout():
     raw_tcb = 0x0900000003010101  # ucode 9, snp 3, tee 1, bl 1, fmc 1
-    report = AttestationReport(version=3, cpuid_fam_id=0x1A, cpuid_mod_id=0x02, reported_tcb=raw_tcb)
+    report = AttestationReport(
+        version=3, cpuid_fam_id=0x1A, cpuid_mod_id=0x02, reported_tcb=raw_tcb
+    )
     assert report.product is Product.TURIN
     tcb = report.tcb("reported_tcb")
     assert tcb.layout is TcbLayout.TURIN
@@ -147,7 +176,7 @@ def test_turin_report_decodes_turin_tcb_layout():
 def test_constructor_rejects_wrong_field_sizes():
     with pytest.raises(BadReportError, match="host_data must be 32 bytes"):
         AttestationReport(version=2, host_data=bytes(31))
-    with pytest.raises(BadReportError, match="vmpl .* out of range"):
+    with pytest.raises(BadReportError, match=r"vmpl .* out of range"):
         AttestationReport(version=2, vmpl=1 << 32)
 
 
