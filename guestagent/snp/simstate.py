@@ -72,11 +72,12 @@ class SimState:
         self.directory = Path(directory)
         self._prepare_directory()
         self._lock_depth = 0
-        self._authorities: dict[str, tuple[x509.Certificate, rsa.RSAPrivateKey]] = {}
+        self._certs: dict[str, x509.Certificate] = {}
+        self._keys: dict[str, rsa.RSAPrivateKey] = {}
         with self._locked():
             self._load_or_create_identity(product)
-            self.ark, self.ark_key = self.authority("ark")
-            self.ask, self.ask_key = self.authority("ask")
+            self.ark = self.authority("ark")
+            self.ask = self.authority("ask")
 
     def _locked(self) -> contextlib.AbstractContextManager[Any]:
         """An exclusive lock on the state, so two processes never create it at once."""
@@ -133,33 +134,42 @@ class SimState:
         hkdf = HKDF(hashes.SHA384(), length, salt=b"guestagent-snp-sim", info=label)
         return hkdf.derive(self.root_secret)
 
-    def authority(self, name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-        """The ARK, ASK or ASVK certificate and key, created on first use."""
-        if name not in self._authorities:
+    def authority(self, name: str) -> x509.Certificate:
+        """The ARK, ASK or ASVK certificate, created (with its key) on first use."""
+        if name not in self._certs:
             with self._locked():
-                self._authorities[name] = self._load_or_issue(name)
-        return self._authorities[name]
+                self._certs[name] = self._load_or_issue(name)
+        return self._certs[name]
 
-    def _load_or_issue(self, name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    def authority_key(self, name: str) -> rsa.RSAPrivateKey:
+        """Its private key, loaded only when a certificate must be issued (loading is slow)."""
+        if name not in self._keys:
+            self.authority(name)
+            key_file = self.directory / f"{name}.key"
+            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise SnpUnavailableError(f"{key_file} is not an RSA private key")
+            self._keys[name] = key
+        return self._keys[name]
+
+    def _load_or_issue(self, name: str) -> x509.Certificate:
         common_name, issuer, serial = _AUTHORITIES[name]
-        key_file, cert_file = self.directory / f"{name}.key", self.directory / f"{name}.pem"
-        if not cert_file.exists():
-            key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-            issuer_cert, issuer_key = self.authority(issuer) if issuer else (None, key)
-            cert = issue_ca(
-                common_name=common_name.format(self.product.title),
-                key=key,
-                issuer=issuer_cert,
-                issuer_key=issuer_key,
-                serial=serial,
-                now=self.created,
-            )
-            _write_private(key_file, _pem_key(key))
-            _write_private(cert_file, _cert_pem(cert))
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise SnpUnavailableError(f"{key_file} is not an RSA private key")
-        return load_certificate(cert_file.read_bytes()), key
+        cert_file = self.directory / f"{name}.pem"
+        if cert_file.exists():
+            return load_certificate(cert_file.read_bytes())
+        key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        cert = issue_ca(
+            common_name=common_name.format(self.product.title),
+            key=key,
+            issuer=self.authority(issuer) if issuer else None,
+            issuer_key=self.authority_key(issuer) if issuer else key,
+            serial=serial,
+            now=self.created,
+        )
+        _write_private(self.directory / f"{name}.key", _pem_key(key))
+        _write_private(cert_file, _cert_pem(cert))
+        self._keys[name] = key
+        return cert
 
     def endorsement_key(self, kind: str, tcb: TcbVersion) -> ec.EllipticCurvePrivateKey:
         """The VCEK/VLEK private key for one TCB (AMD derives a new key for each TCB too)."""
@@ -176,15 +186,15 @@ class SimState:
             return load_certificate(cert_file.read_bytes())
         vcek = kind == "vcek"
         hwid_size = 8 if self.product is Product.TURIN else 64  # Turin's KDS uses 8 bytes
-        issuer, issuer_key = self.authority("ask" if vcek else "asvk")
+        issuer = "ask" if vcek else "asvk"
         cert = issue_endorsement_key(
             kind=kind,
             key=self.endorsement_key(kind, tcb),
             product=self.product,
             tcb=tcb,
             hwid=self.chip_id[:hwid_size] if vcek else None,
-            issuer=issuer,
-            issuer_key=issuer_key,
+            issuer=self.authority(issuer),
+            issuer_key=self.authority_key(issuer),
             now=self.created,
             csp_id=None if vcek else _CSP_ID,
         )
@@ -193,4 +203,4 @@ class SimState:
 
     def chain(self, kind: str) -> list[x509.Certificate]:
         """[ASK, ARK] for a VCEK, [ASVK, ARK] for a VLEK (AMD's cert_chain order)."""
-        return [self.authority("ask" if kind == "vcek" else "asvk")[0], self.ark]
+        return [self.authority("ask" if kind == "vcek" else "asvk"), self.ark]
