@@ -22,9 +22,17 @@ from tests.policy import world
 CASES_DIR = Path(__file__).resolve().parent.parent / "policy_cases"
 PRIV = sorted(DEFAULT_PRIVILEGED_CAPS)
 SUBSTITUTIONS: dict[str, Any] = {
-    "$L1": world.L1, "$L2": world.L2, "$L3": world.L3, "$BOGUS": world.layer("bogus"),
-    "$PRIV_CAPS": {"bounding": PRIV, "effective": PRIV, "inheritable": PRIV, "permitted": PRIV,
-                   "ambient": []},
+    "$L1": world.L1,
+    "$L2": world.L2,
+    "$L3": world.L3,
+    "$BOGUS": world.layer("bogus"),
+    "$PRIV_CAPS": {
+        "bounding": PRIV,
+        "effective": PRIV,
+        "inheritable": PRIV,
+        "permitted": PRIV,
+        "ambient": [],
+    },
 }
 
 
@@ -43,8 +51,11 @@ def _load() -> list[Any]:
     for path in sorted(CASES_DIR.glob("*/cases.json")):
         for case in json.loads(path.read_text()):
             case = _substitute(case)
-            params.append(pytest.param(path.parent.name, case,
-                                       id=f"{path.parent.name}: {case['description']}"))
+            params.append(
+                pytest.param(
+                    path.parent.name, case, id=f"{path.parent.name}: {case['description']}"
+                )
+            )
     return params
 
 
