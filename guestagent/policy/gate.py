@@ -88,7 +88,8 @@ class PolicyGate:
         self.digest = digest
         self.log = DecisionLog(log_capacity)
         self.trace: TraceRecorder | None = None
-        self._state = state
+        # A copy of its own, so decisions made by another gate are never taken as fresh.
+        self._state = state.evolve()
         self._clock = clock
         # Decisions reach the agent's logs only where the policy allows runtime logging.
         self._sink = log_sink if policy.allow_runtime_logging else None

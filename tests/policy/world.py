@@ -174,7 +174,8 @@ SCENARIOS["layers"] = [
     ("mount_device", {"target": "/run/layers/1", "device_hash": L2}),
     ("mount_device", {"target": "/run/layers/2", "device_hash": L3}),
 ]
-SCENARIOS["overlay"] = SCENARIOS["layers"][:2] + [
+SCENARIOS["overlay"] = [
+    *SCENARIOS["layers"][:2],
     (
         "mount_overlay",
         {
