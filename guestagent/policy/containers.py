@@ -9,12 +9,13 @@ from types import MappingProxyType
 from typing import Any
 
 from guestagent.policy._reader import Obj, PolicyFormatError, expect_int, expect_str
-from guestagent.policy.patterns import Pattern, compile_pattern
+from guestagent.policy.patterns import MAX_INPUT_LENGTH, Pattern, compile_pattern
 
 __all__ = [
     "CAPABILITY_SETS",
     "CapabilitySets",
     "Container",
+    "EnvMatcher",
     "EnvRule",
     "ExecProcess",
     "IdRule",
@@ -28,6 +29,7 @@ __all__ = [
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CAP_NAME = re.compile(r"CAP_[A-Z_]{1,32}")
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
 MAX_SIGNAL = 64
 
 
@@ -44,6 +46,38 @@ class EnvRule:
         if self.compiled is None:
             return var == self.pattern
         return self.compiled.matches(var)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvMatcher:
+    """A process's env rules as one set lookup plus one combined anchored regex (hot path)."""
+
+    rules: tuple[EnvRule, ...]
+    exact: frozenset[str]
+    combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
+    regex_rules: tuple[EnvRule, ...]
+
+    @classmethod
+    def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
+        exact = frozenset(r.pattern for r in rules if r.compiled is None)
+        regex_rules = tuple(r for r in rules if r.compiled is not None)
+        combined = None
+        # Combining shifts group numbers, so patterns with backreferences are matched singly.
+        if regex_rules and not any(_BACKREF.search(r.pattern) for r in regex_rules):
+            try:
+                combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
+            except re.error:  # e.g. inline flags that must lead the pattern
+                combined = None
+        return cls(rules, exact, combined, regex_rules)
+
+    def allows(self, var: str) -> bool:
+        if var in self.exact:
+            return True
+        if len(var) > MAX_INPUT_LENGTH:
+            return False
+        if self.combined is not None:
+            return self.combined.fullmatch(var) is not None
+        return any(rule.matches(var) for rule in self.regex_rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +153,11 @@ class Container:
     host_network: bool = False
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.env_matcher is None:
+            object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
 
 
 _CONTAINER_FIELDS = frozenset(

@@ -18,6 +18,7 @@ from guestagent.policy.containers import (
     CAPABILITY_SETS,
     CapabilitySets,
     Container,
+    EnvMatcher,
     EnvRule,
     ExecProcess,
     IdRule,
@@ -75,6 +76,11 @@ class ExternalProcess:
     env_rules: tuple[EnvRule, ...]
     working_dir: str
     allow_stdio_access: bool
+    env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.env_matcher is None:
+            object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
 
 
 @dataclass(frozen=True, slots=True)

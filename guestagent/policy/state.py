@@ -7,7 +7,7 @@ and a denied decision (which carries no next state) can never alter it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -59,7 +59,18 @@ class PolicyState:
     processes: frozenset[tuple[str, tuple[str, ...]]] = frozenset()  # (container_id, argv)
 
     def evolve(self, **changes: Any) -> PolicyState:
-        return replace(self, **changes)
+        """A copy with `changes` applied (faster than dataclasses.replace on the hot path)."""
+        get = changes.get
+        return PolicyState(
+            get("devices", self.devices),
+            get("overlays", self.overlays),
+            get("scratch", self.scratch),
+            get("candidates", self.candidates),
+            get("rootfs", self.rootfs),
+            get("created", self.created),
+            get("started", self.started),
+            get("processes", self.processes),
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

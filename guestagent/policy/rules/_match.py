@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from guestagent.policy.containers import CAPABILITY_SETS, CapabilitySets, EnvRule, UserRule
+from guestagent.policy.containers import (
+    CAPABILITY_SETS,
+    CapabilitySets,
+    EnvMatcher,
+    EnvRule,
+    UserRule,
+)
 
 __all__ = [
     "DEFAULT_PRIVILEGED_CAPS",
@@ -100,17 +106,23 @@ def _nearest_env_rules(rules: Sequence[EnvRule], var: str) -> list[str]:
 
 
 def match_env(
-    rules: Sequence[EnvRule], env: Sequence[str], dropping: bool
+    matcher: EnvMatcher, env: Sequence[str], dropping: bool
 ) -> tuple[list[str] | None, Failure | None]:
     """Kept env, or the first unmatched variable / missing required rule."""
-    kept: list[str] = []
-    for var in env:
-        if any(rule.matches(var) for rule in rules):
-            kept.append(var)
-        elif not dropping:
-            return None, {"asked": var, "allowed": _nearest_env_rules(rules, var)}
-    for rule in rules:
-        if rule.required and not any(rule.matches(var) for var in kept):
+    allows = matcher.allows
+    kept = [var for var in env if allows(var)]
+    if len(kept) != len(env) and not dropping:
+        var = next(v for v in env if not allows(v))
+        return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    present = set(kept)
+    for rule in matcher.rules:
+        if not rule.required:
+            continue
+        if rule.compiled is None:
+            found = rule.pattern in present
+        else:
+            found = any(rule.compiled.matches(v) for v in kept)
+        if not found:
             return None, {"asked": "(absent)", "required_rule": rule.pattern}
     return kept, None
 

@@ -56,13 +56,14 @@ DEFAULT_MOUNTS = (
     _default("cgroup|cgroup2", "cgroup|cgroup2", "/sys/fs/cgroup", "nosuid,noexec,nodev,ro"),
 )
 
+_DEFAULT_BY_DESTINATION = {d.destination: k for k, d in enumerate(DEFAULT_MOUNTS)}
 
-def _rule_allows(rule: MountRule, mount: Mapping[str, Any]) -> bool:
+
+def _rule_allows(rule: MountRule, mount: Mapping[str, Any], options: tuple[str, ...]) -> bool:
     return (
         rule.destination == mount["destination"]
         and rule.type == mount["type"]
-        and len(rule.options) == len(mount["options"])
-        and rule.options == tuple(sorted(mount["options"]))
+        and rule.options == options
         and rule.source.matches(mount["source"])
     )
 
@@ -102,8 +103,11 @@ def match_mounts(
     edges: list[list[int]] = []
     n = len(rules)
     for i, mount in enumerate(mounts):
-        row = [j for j, rule in enumerate(rules) if _rule_allows(rule, mount)]
-        row += [n + k for k, d in enumerate(DEFAULT_MOUNTS) if d.allows(mount, elevated)]
+        options = tuple(sorted(mount["options"]))
+        row = [j for j, rule in enumerate(rules) if _rule_allows(rule, mount, options)]
+        k = _DEFAULT_BY_DESTINATION.get(mount["destination"])
+        if k is not None and DEFAULT_MOUNTS[k].allows(mount, elevated):
+            row.append(n + k)
         if not row:
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
             return {
@@ -112,6 +116,9 @@ def match_mounts(
                 "allowed": near or [_describe(r) for r in rules[:4]],
             }
         edges.append(row)
+    firsts = {row[0] for row in edges}
+    if len(firsts) == len(edges):
+        return None  # every mount's first fit is its own: no contest to resolve
     unmatched = _assign(edges, n + len(DEFAULT_MOUNTS))
     if unmatched is not None:
         return {

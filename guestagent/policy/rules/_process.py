@@ -63,7 +63,7 @@ def env_and_caps(
     policy: Policy, c: Container, req: Mapping[str, Any], rank: int
 ) -> dict[str, Any] | tuple[int, str, dict[str, Any]]:
     """The data to apply (kept env and caps), or (rank, field, failure)."""
-    env, failure = match_env(c.env_rules, req["env"], policy.allow_environment_variable_dropping)
+    env, failure = match_env(c.env_matcher, req["env"], policy.allow_environment_variable_dropping)
     if env is None:
         assert failure is not None
         if "required_rule" in failure:

@@ -33,12 +33,17 @@ BASE_NAMESPACES = frozenset({"pid", "ipc", "uts", "mount"})
 KNOWN_NAMESPACES = BASE_NAMESPACES | {"network", "cgroup", "user", "time"}
 
 
+_MOUNT_SCHEMA = {"destination": is_str, "source": is_str, "type": is_str, "options": is_str_list}
+
+
 def _is_mounts(value: Any, name: str) -> None:
-    if not isinstance(value, list | tuple) or len(value) > 1024:
+    if type(value) not in (list, tuple) or len(value) > 1024:
         raise BadInput(name, "expected a list of mounts")
-    schema = {"destination": is_str, "source": is_str, "type": is_str, "options": is_str_list}
     for i, mount in enumerate(value):
-        check_input(mount, schema, f"{name}[{i}]")
+        try:
+            check_input(mount, _MOUNT_SCHEMA)
+        except BadInput as exc:
+            raise BadInput(f"{name}[{i}].{exc.field}", exc.message) from None
 
 
 def _is_sysctl(value: Any, name: str) -> None:

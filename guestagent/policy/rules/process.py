@@ -149,7 +149,7 @@ def decide_exec_external(policy: Policy, state: PolicyState, req: Mapping[str, A
     dropping = policy.allow_environment_variable_dropping
     results = []
     for process in matches:
-        env, failure = match_env(process.env_rules, req["env"], dropping)
+        env, failure = match_env(process.env_matcher, req["env"], dropping)
         if env is not None:
             results.append({"env": env, "allow_stdio": process.allow_stdio_access})
     if not results:
