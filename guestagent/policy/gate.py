@@ -50,7 +50,8 @@ class DenyAllGate:
         raise AssertionError("a deny-all gate never allows, so there is nothing to commit")
 
     def describe(self) -> dict[str, Any]:
-        return {"state": "none", "reason": self.reason}
+        state = "mismatch" if self.code is ErrorCode.POLICY_MISMATCH else "none"
+        return {"state": state, "reason": self.reason}
 
 
 class InsecureAllowAllGate:

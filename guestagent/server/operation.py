@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from guestagent.protocol.schema import Schema
-
 from guestagent.policy.decision import Decision
+from guestagent.protocol.schema import Schema
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent

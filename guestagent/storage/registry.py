@@ -62,8 +62,13 @@ class LayerRecord:
     stack: StorageStack = field(repr=False)
 
     def describe(self) -> dict[str, Any]:
-        return {"layer_id": self.layer_id, "source": self.source, "target": self.target,
-                "root_hash": self.root_hash, "mode": self.mode}
+        return {
+            "layer_id": self.layer_id,
+            "source": self.source,
+            "target": self.target,
+            "root_hash": self.root_hash,
+            "mode": self.mode,
+        }
 
 
 @dataclass
@@ -84,12 +89,17 @@ class OverlayRecord:
 
 
 class StorageRegistry:
-    def __init__(self, state_dir: str, *, mode: str = "auto", layer_dirs: list[str] | None = None,
-                 on_corruption: str = "error") -> None:
+    def __init__(
+        self,
+        state_dir: str,
+        *,
+        mode: str = "auto",
+        layer_dirs: list[str] | None = None,
+        on_corruption: str = "error",
+    ) -> None:
         self.root = Path(state_dir)
         self.mode = storage_mode(mode)
         self.layer_dirs = [os.path.realpath(d) for d in (layer_dirs or [])]
-        self.on_corruption = on_corruption
         self.layers: dict[str, LayerRecord] = {}
         self.scratch: dict[str, ScratchRecord] = {}
         self.overlays: dict[str, OverlayRecord] = {}
@@ -116,9 +126,7 @@ class StorageRegistry:
             raise NotFoundError(f"layer source {source!r}: {exc.strerror}") from None
         if stat.S_ISBLK(mode):
             return real
-        if stat.S_ISREG(mode) and any(
-            os.path.commonpath([real, d]) == d for d in self.layer_dirs
-        ):
+        if stat.S_ISREG(mode) and any(os.path.commonpath([real, d]) == d for d in self.layer_dirs):
             return real
         raise InvalidArgumentError(
             f"layer source {source!r} must be a block device or a file under "
@@ -130,14 +138,17 @@ class StorageRegistry:
         """The root hash computed from the device itself (the host's word is never taken)."""
         return root_from_device(source)
 
-    def mount_layer(self, layer_id: str, source: str, info: VerityInfo) -> LayerRecord:
+    def mount_layer(
+        self, layer_id: str, source: str, info: VerityInfo, on_corruption: str = "error"
+    ) -> LayerRecord:
         if layer_id in self.layers:
             raise AlreadyExistsError(f"layer {layer_id!r} is already mounted")
         target = self.layer_target(layer_id)
         stack = StorageStack()
         if self._dm is not None:
-            mount_layer_dm(source, target, info, stack, self._dm, f"ga-layer-{layer_id}",
-                           self.on_corruption)
+            mount_layer_dm(
+                source, target, info, stack, self._dm, f"ga-layer-{layer_id}", self.on_corruption
+            )
         else:
             mount_layer_verified(source, target, info, stack)
         record = LayerRecord(layer_id, source, target, info.root_hash, self.mode, stack)
@@ -212,7 +223,7 @@ class StorageRegistry:
             for key in list(table):
                 try:
                     table[key].stack.teardown()
-                except Exception as exc:  # noqa: BLE001 - report every failure, keep going
+                except Exception as exc:
                     failures.append(f"{key}: {exc}")
                 with self._lock:
                     del table[key]
@@ -222,10 +233,19 @@ class StorageRegistry:
         return {
             "mode": self.mode,
             "layers": [r.describe() for r in self.layers.values()],
-            "scratch": [{"container_id": r.container_id, "target": r.target,
-                         "encrypted": r.encrypted, "kind": r.kind} for r in self.scratch.values()],
-            "overlays": [{"container_id": r.container_id, "target": r.target,
-                          "layer_ids": r.layer_ids} for r in self.overlays.values()],
+            "scratch": [
+                {
+                    "container_id": r.container_id,
+                    "target": r.target,
+                    "encrypted": r.encrypted,
+                    "kind": r.kind,
+                }
+                for r in self.scratch.values()
+            ],
+            "overlays": [
+                {"container_id": r.container_id, "target": r.target, "layer_ids": r.layer_ids}
+                for r in self.overlays.values()
+            ],
         }
 
     @staticmethod

@@ -80,7 +80,15 @@ def test_shutdown_waits_for_in_flight_operations(tmp_path) -> None:
 
     async def main() -> None:
         uri = f"unix://{tmp_path}/a.sock"
-        agent = Agent(AgentConfig(listen=[uri], insecure_allow_all=True))
+        agent = Agent(
+            AgentConfig(
+                listen=[uri],
+                insecure_allow_all=True,
+                snp="none",
+                state_dir=str(tmp_path / "state"),
+                manage_containers=False,
+            )
+        )
         agent.dispatcher.table["slow"] = Operation("slow", slow, point="test", mutating=True)
         serving = asyncio.create_task(agent.serve())
         await asyncio.sleep(0.1)

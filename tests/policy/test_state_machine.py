@@ -182,6 +182,10 @@ class PolicyMachine(RuleBasedStateMachine):
             "terminal": False,
             "rootfs": self.gate.state.rootfs.get(cid, "/run/rootfs/0"),
             "privileged": False,
+            "privileged_reasons": [],
+            "host_namespaces": [],
+            "unsupported_fields": [],
+            "umask": None,
         }
 
     @rule(data=st.data(), hostile=st.sets(st.sampled_from(HOSTILE), max_size=2))

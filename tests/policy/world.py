@@ -138,6 +138,10 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "terminal": False,
         "rootfs": "/run/rootfs/c1",
         "privileged": False,
+        "privileged_reasons": [],
+        "host_namespaces": [],
+        "unsupported_fields": [],
+        "umask": None,
     },
     "exec_web": {
         "container_id": "c1",
@@ -160,6 +164,7 @@ TEMPLATES["create_priv"] = {
     "mounts": [],
     "namespaces": ["pid", "ipc", "uts", "mount"],
     "privileged": True,
+    "privileged_reasons": ["all capabilities"],
     "no_new_privileges": False,
     "seccomp_profile_sha256": layer("seccomp"),
     "rootfs": "/run/rootfs/p1",

@@ -17,6 +17,7 @@ from guestagent.policy.rules._common import (
     deny,
     is_bool,
     is_caps,
+    is_int,
     is_str,
     is_str_list,
     is_user,
@@ -71,12 +72,24 @@ SCHEMA = {
     "terminal": is_bool,
     "rootfs": is_str,
     "privileged": is_bool,
+    # Facts the agent's spec reader adds: what made the spec privileged, namespaces it
+    # asked to join by path, and spec fields the agent never applies (uid mappings, rlimits,
+    # LSM labels, ...): the last two are always denied, the first is for the explanation.
+    "privileged_reasons": is_str_list,
+    "host_namespaces": is_str_list,
+    "unsupported_fields": is_str_list,
+    "umask": lambda value, name: None if value is None else is_int(value, name),
 }
 
 
 def _privileged(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
     if req["privileged"] and not c.allow_elevated:
-        return {"why": "privileged containers are not allowed", "asked": True, "allowed": False}
+        reasons = ", ".join(req["privileged_reasons"]) or "privileged"
+        return {
+            "why": f"privileged containers are not allowed ({reasons})",
+            "asked": True,
+            "allowed": False,
+        }
     return None
 
 
@@ -171,6 +184,22 @@ def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
         )
     if req["hooks"]:
         return deny(point, "hooks", "OCI hooks are never allowed", asked=True, allowed=False)
+    if req["host_namespaces"]:
+        return deny(
+            point,
+            "host_namespaces",
+            f"joining an existing {req['host_namespaces'][0]} namespace by path is never allowed",
+            asked=req["host_namespaces"],
+            allowed=[],
+        )
+    if req["unsupported_fields"]:
+        return deny(
+            point,
+            "unsupported_fields",
+            f"spec field {req['unsupported_fields'][0]} is not supported by the agent",
+            asked=req["unsupported_fields"],
+            allowed=[],
+        )
     unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
     if unknown:
         return deny(

@@ -29,7 +29,12 @@ async def prepare_mount_layer(agent: Agent, args: dict[str, Any]) -> Prepared:
 
 async def mount_layer(agent: Agent, call: Call) -> dict[str, Any]:
     source, info = call.context
-    record = await asyncio.to_thread(agent.storage.mount_layer, call.args["layer_id"], source, info)
+    assert call.decision is not None
+    # The policy's choice: error (EIO), restart_on_corruption or panic_on_corruption.
+    corruption = call.decision.data.get("corruption_mode", "error").removesuffix("_on_corruption")
+    record = await asyncio.to_thread(
+        agent.storage.mount_layer, call.args["layer_id"], source, info, corruption
+    )
     return record.describe()
 
 
@@ -54,8 +59,7 @@ async def mount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
     record = await asyncio.to_thread(
         agent.storage.mount_scratch, call.args["container_id"], call.args["device"]
     )
-    return {"container_id": record.container_id, "encrypted": record.encrypted,
-            "kind": record.kind}
+    return {"container_id": record.container_id, "encrypted": record.encrypted, "kind": record.kind}
 
 
 def prepare_unmount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
@@ -69,11 +73,13 @@ async def unmount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
 
 def prepare_mount_overlay(agent: Agent, args: dict[str, Any]) -> Prepared:
     storage = agent.storage
-    return Prepared({
-        "container_id": args["container_id"],
-        "layer_paths": [storage.layer_target(layer_id) for layer_id in args["layer_ids"]],
-        "target": storage.rootfs_target(args["container_id"]),
-    })
+    return Prepared(
+        {
+            "container_id": args["container_id"],
+            "layer_paths": [storage.layer_target(layer_id) for layer_id in args["layer_ids"]],
+            "target": storage.rootfs_target(args["container_id"]),
+        }
+    )
 
 
 async def mount_overlay(agent: Agent, call: Call) -> dict[str, Any]:
@@ -101,24 +107,59 @@ def _layer_ids(value: list[str]) -> str | None:
 
 
 OPERATIONS = [
-    Operation("mount_layer", mount_layer, point="mount_device", prepare=prepare_mount_layer,
-              mutating=True,
-              args={"layer_id": identifier(), "source": Field((str,), max_len=4096)},
-              summary="open a layer as dm-verity (root hash computed, checked by policy)"),
-    Operation("unmount_layer", unmount_layer, point="unmount_device",
-              prepare=prepare_unmount_layer, mutating=True, args={"layer_id": identifier()}),
-    Operation("mount_scratch", mount_scratch, point="mount_scratch",
-              prepare=prepare_mount_scratch, mutating=True,
-              args={"container_id": identifier(),
-                    "device": Field((str, type(None)), default=None, max_len=4096)}),
-    Operation("unmount_scratch", unmount_scratch, point="unmount_scratch",
-              prepare=prepare_unmount_scratch, mutating=True,
-              args={"container_id": identifier()}),
-    Operation("mount_overlay", mount_overlay, point="mount_overlay",
-              prepare=prepare_mount_overlay, mutating=True,
-              args={"container_id": identifier(),
-                    "layer_ids": Field((list,), items=str, max_len=128, check=_layer_ids)}),
-    Operation("unmount_overlay", unmount_overlay, point="unmount_overlay",
-              prepare=prepare_unmount_overlay, mutating=True,
-              args={"container_id": identifier()}),
+    Operation(
+        "mount_layer",
+        mount_layer,
+        point="mount_device",
+        prepare=prepare_mount_layer,
+        mutating=True,
+        args={"layer_id": identifier(), "source": Field((str,), max_len=4096)},
+        summary="open a layer as dm-verity (root hash computed, checked by policy)",
+    ),
+    Operation(
+        "unmount_layer",
+        unmount_layer,
+        point="unmount_device",
+        prepare=prepare_unmount_layer,
+        mutating=True,
+        args={"layer_id": identifier()},
+    ),
+    Operation(
+        "mount_scratch",
+        mount_scratch,
+        point="mount_scratch",
+        prepare=prepare_mount_scratch,
+        mutating=True,
+        args={
+            "container_id": identifier(),
+            "device": Field((str, type(None)), default=None, max_len=4096),
+        },
+    ),
+    Operation(
+        "unmount_scratch",
+        unmount_scratch,
+        point="unmount_scratch",
+        prepare=prepare_unmount_scratch,
+        mutating=True,
+        args={"container_id": identifier()},
+    ),
+    Operation(
+        "mount_overlay",
+        mount_overlay,
+        point="mount_overlay",
+        prepare=prepare_mount_overlay,
+        mutating=True,
+        args={
+            "container_id": identifier(),
+            "layer_ids": Field((list,), items=str, max_len=128, check=_layer_ids),
+        },
+    ),
+    Operation(
+        "unmount_overlay",
+        unmount_overlay,
+        point="unmount_overlay",
+        prepare=prepare_unmount_overlay,
+        mutating=True,
+        args={"container_id": identifier()},
+    ),
 ]
