@@ -74,7 +74,7 @@ def test_sigterm_answers_every_pipelined_request_then_exits_zero() -> None:
 def test_shutdown_waits_for_in_flight_operations(tmp_path) -> None:
     """In process: a slow operation in flight when shutdown starts still gets its reply."""
 
-    async def slow(agent: Agent, args: dict, decision: object) -> str:
+    async def slow(agent: Agent, call: object) -> str:
         await asyncio.sleep(0.5)
         return "finished"
 
