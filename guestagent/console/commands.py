@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from guestagent.console import inspect_agent, inspect_system
 from guestagent.protocol.schema import Field
-from guestagent.server.operation import Operation
+from guestagent.server.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.console.server import ConsoleServer
-    from guestagent.policy.decision import Decision
 
 __all__ = ["COMMANDS", "DECISION_FILTERS", "MAX_DECISIONS", "console_operations"]
 
@@ -24,8 +23,8 @@ DECISION_FILTERS = ("all", "allowed", "denied")
 MAX_DECISIONS = 1024
 
 
-def _no_facts(host: ConsoleServer, args: dict[str, Any]) -> dict[str, Any]:
-    return {}
+def _no_facts(host: ConsoleServer, args: dict[str, Any]) -> Prepared:
+    return Prepared({})
 
 
 def _exactly_64(value: bytes) -> str | None:
@@ -46,39 +45,39 @@ def _between(low: int, high: int):
     return check
 
 
-async def status(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+async def status(host: ConsoleServer, call: Call) -> Any:
     return await inspect_agent.status(host.view)
 
 
-def policy(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+def policy(host: ConsoleServer, call: Call) -> Any:
     return inspect_agent.policy(host.view)
 
 
-async def report(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
-    return await inspect_agent.report(host.view, args["report_data"])
+async def report(host: ConsoleServer, call: Call) -> Any:
+    return await inspect_agent.report(host.view, call.args["report_data"])
 
 
-def containers(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+def containers(host: ConsoleServer, call: Call) -> Any:
     return inspect_agent.containers(host.view)
 
 
-async def processes(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
-    return await inspect_system.processes(host.view, args["pid"])
+async def processes(host: ConsoleServer, call: Call) -> Any:
+    return await inspect_system.processes(host.view, call.args["pid"])
 
 
-def mounts(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+def mounts(host: ConsoleServer, call: Call) -> Any:
     return inspect_agent.mounts(host.view)
 
 
-async def network(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+async def network(host: ConsoleServer, call: Call) -> Any:
     return await inspect_system.network()
 
 
-def decisions(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
-    return inspect_agent.decisions(host.view, args["filter"], args["limit"])
+def decisions(host: ConsoleServer, call: Call) -> Any:
+    return inspect_agent.decisions(host.view, call.args["filter"], call.args["limit"])
 
 
-def metrics(host: ConsoleServer, args: dict[str, Any], decision: Decision | None) -> Any:
+def metrics(host: ConsoleServer, call: Call) -> Any:
     return inspect_system.metrics(host.view, host.counters())
 
 

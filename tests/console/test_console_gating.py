@@ -135,7 +135,7 @@ def test_no_agent_operation_is_reachable(tmp_path, sim_state):
         assert operation.point == f"console_{name}" and not operation.mutating
 
 
-def _noop(agent, args, decision):
+def _noop(agent, call):
     return None
 
 
