@@ -112,9 +112,9 @@ def _processes(r: dict[str, Any]) -> str:
 
 
 def _mounts(r: dict[str, Any]) -> str:
-    headers = ("TARGET", "ROOT HASH", "MODE", "DEVICE", "ALLOWED BY", "POLICY")
+    headers = ("TARGET", "ROOT HASH", "MODE", "SOURCE", "ALLOWED BY", "POLICY")
     rows = (
-        (m["target"], m["root_hash"] or m["policy_root_hash"], m["mode"], m["device"],
+        (m["target"], m["root_hash"] or m["policy_root_hash"], m["mode"], m["source"],
          m["allowed_by"], _agreement(m))
         for m in r["layers"]
     )  # fmt: skip

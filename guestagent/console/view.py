@@ -25,8 +25,9 @@ class AgentView(Protocol):
     `policy`, `digest`, `state` (the engine's record of mounts and containers) and `log`
     (the decision log). `snp` is None when no secure processor backend is open; `containers`
     is None before the container manager exists. `storage_view()` lists the mounted layers:
-    dicts with `target`, `root_hash` (hex, computed by the agent), and optionally `device`,
-    `mode` ("dm-verity" or "verified-loop") and `layer_id`.
+    dicts with `target` and `root_hash` (hex, computed by the agent) and optionally
+    `layer_id`, `source` (image or device) and `mode` (the storage registry's
+    `LayerRecord.describe()` has exactly these).
     """
 
     @property

@@ -35,6 +35,7 @@ from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper
 from guestagent.containers.spec import build_bundle_config, enforcement_input
 from guestagent.policy.gate import PolicyGate
+from guestagent.policy.rules.create import SCHEMA
 from guestagent.snp.backend import GuestField
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
@@ -85,10 +86,8 @@ def decide_create(gate: PolicyGate, container_id: str, spec: dict[str, Any], roo
         decision = gate.decide(point, request)
         decision.raise_if_denied()
         gate.commit(decision)
-    facts = enforcement_input(container_id, spec, rootfs)
-    # Fields the containers package adds that the policy engine does not read (yet).
-    for extra in ("host_namespaces", "privileged_reasons", "umask", "unsupported_fields"):
-        facts.pop(extra, None)
+    # Only the fields the policy engine reads (the two packages are being aligned).
+    facts = {k: v for k, v in enforcement_input(container_id, spec, rootfs).items() if k in SCHEMA}
     decision = gate.decide("create_container", facts)
     decision.raise_if_denied()
     gate.commit(decision)

@@ -101,7 +101,7 @@ def record_mounts(agent: InspectableAgent, container_id: str = "c1") -> None:
             {
                 "target": target,
                 "root_hash": root,
-                "device": f"/dev/loop{90 + number}",
+                "source": f"/dev/loop{90 + number}",
                 "mode": "verified-loop",
                 "layer_id": f"layer{number}",
             }

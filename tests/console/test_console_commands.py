@@ -130,7 +130,7 @@ def test_mounts_show_root_hashes_and_allowing_entries(tmp_path, sim_state):
         base, app = layers["/run/guestagent/layers/0"], layers["/run/guestagent/layers/1"]
         assert base["root_hash"] == base["policy_root_hash"] == LAYER_BASE
         assert base["allowed_by"] == ["app", "base-only"]
-        assert app["allowed_by"] == ["app"] and app["device"] == "/dev/loop91"
+        assert app["allowed_by"] == ["app"] and app["source"] == "/dev/loop91"
         # listed by storage but never allowed by the engine: shown, not hidden
         assert layers["/stray"]["policy_root_hash"] is None
         assert layers["/stray"]["allowed_by"] == []
