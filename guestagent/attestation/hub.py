@@ -9,6 +9,7 @@ policy entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -77,7 +78,8 @@ class AttestationHub:
         server = self._servers.pop(container_id, None)
         if server is not None:
             await server.stop()
-            server.socket_path.parent.rmdir()
+            with contextlib.suppress(OSError):  # never fail a container's deletion over this
+                server.socket_path.parent.rmdir()
 
     async def close_all(self) -> None:
         for container_id in list(self._servers):
