@@ -63,6 +63,13 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated launch HOST_DATA (what the host would set at launch)",
     )
     parser.add_argument(
+        "--console",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="serve the read-only debug console here (e.g. vsock://any:1025)",
+    )
+    parser.add_argument(
         "--policy", metavar="FILE", help="policy (JSON or initdata TOML) to adopt at start-up"
     )
     parser.add_argument(
@@ -114,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         layer_dirs=args.layer_dir,
         runtime=args.runtime,
         manage_containers=not args.no_containers,
+        console=args.console,
     )
 
 

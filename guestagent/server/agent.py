@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guestagent import __version__
+from guestagent.attestation.hub import AttestationHub
+from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper, ReaperChildWatcher
 from guestagent.errors import AgentError, ErrorCode, TaintedError
@@ -62,6 +64,7 @@ class AgentConfig:
     layer_dirs: list[str] = field(default_factory=list)
     runtime: str | None = None  # runc or crun binary; None: auto-detect
     manage_containers: bool = True  # become subreaper and run containers
+    console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
 
 
 class Agent:
@@ -85,6 +88,8 @@ class Agent:
         )
         self.reaper = Reaper()
         self.containers: ContainerManager | None = None
+        self.attestation: AttestationHub | None = None
+        self.console = ConsoleServer(self, config.console)
         self.connections: set[Connection] = set()
         self.listeners: list[Listener] = []
         self.shutting_down = False
@@ -138,8 +143,11 @@ class Agent:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
+        if self.snp is not None:
+            self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
         if self.config.manage_containers:
             self._start_containers()
+        await self.console.start()
         for uri in self.config.listen:
             listener = await listen(parse_uri(uri), lambda: Connection(self))
             self.listeners.append(listener)
@@ -198,6 +206,7 @@ class Agent:
         notify.notify("STOPPING=1")
         for listener in self.listeners:
             await listener.close()
+        await self.console.stop()
         in_flight = [t for c in self.connections for t in c.in_flight.values()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=self.config.shutdown_grace)
@@ -212,6 +221,8 @@ class Agent:
             for problem in await self.containers.shutdown():
                 log.error("container cleanup failed", extra={"problem": problem})
             self.containers = None
+        if self.attestation is not None:
+            await self.attestation.close_all()
         for problem in await asyncio.to_thread(self.storage.teardown_all):
             log.error("storage cleanup failed", extra={"problem": problem})
         self.reaper.close()

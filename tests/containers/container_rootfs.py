@@ -6,44 +6,29 @@ can use as a container's rootfs, `host_spec(args)` a config.json as a host would
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from guestagent.demo import assets
+from guestagent.errors import AgentError
 
 __all__ = ["build_busybox_rootfs", "find_static_busybox", "host_spec"]
 
 
 def find_static_busybox() -> str:
     """The busybox binary (busybox-static: it must run without the host's libraries)."""
-    path = shutil.which("busybox")
-    if path is None:
-        pytest.skip("busybox is not installed (.ci/run installs busybox-static)")
-    with open(path, "rb") as elf:
-        if b"ld-linux" in elf.read(4096):
-            pytest.skip(f"{path} is dynamically linked: install busybox-static")
-    return path
+    try:
+        return assets.find_static_busybox()
+    except AgentError as exc:
+        pytest.skip(exc.message)
 
 
 def build_busybox_rootfs(target: Path) -> Path:
     """`target`/bin/busybox plus a symlink per applet, and the usual empty mount points."""
-    busybox = find_static_busybox()
-    for sub in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
-        (target / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, target / "bin" / "busybox")
-    applets = subprocess.run(
-        [busybox, "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    for applet in applets:
-        link = target / "bin" / applet
-        if applet != "busybox" and not link.exists():
-            os.symlink("busybox", link)
-    (target / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (target / "etc" / "group").write_text("root:x:0:\n")
-    return target
+    find_static_busybox()
+    return assets.build_busybox_rootfs(target)
 
 
 def host_spec(args: list[str], **process: Any) -> dict[str, Any]:

@@ -64,7 +64,10 @@ def running_agent(*extra_args: str, env: dict[str, str] | None = None) -> Iterat
         env={**os.environ, **(env or {})},
     )
     try:
-        wait_for_socket(socket_path, process)
+        try:
+            wait_for_socket(socket_path, process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}:\n{(workdir / 'agent.log').read_text()[-3000:]}") from None
         yield AgentProcess(process, f"unix://{socket_path}", socket_path, workdir)
     finally:
         if process.poll() is None:

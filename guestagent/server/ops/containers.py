@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from guestagent.attestation.hub import attestation_entry
 from guestagent.containers.exec_spec import build_exec_process, exec_input
 from guestagent.containers.process import OutputStream, StdioOptions
 from guestagent.containers.spec import build_bundle_config, enforcement_input
-from guestagent.errors import InvalidStateError
+from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.server.operation import Call, Operation, Prepared
 
@@ -42,7 +43,21 @@ async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
     config = build_bundle_config(
         call.args["spec"], call.decision.data, call.context, cgroups_path=manager.cgroups_path(cid)
     )
-    state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+    entry = attestation_entry(call.decision.data)
+    if entry is not None:
+        if agent.attestation is None:
+            raise AgentError(
+                "the policy grants this container the attestation socket, but there is no "
+                "SEV-SNP backend",
+                code=ErrorCode.SNP_UNAVAILABLE,
+            )
+        config["mounts"].append(await agent.attestation.open(cid, entry))
+    try:
+        state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+    except BaseException:
+        if agent.attestation is not None:
+            await agent.attestation.close(cid)
+        raise
     return {**state, "policy_containers": list(call.decision.data.get("candidates", []))}
 
 
@@ -134,6 +149,8 @@ def resize_terminal(agent: Agent, call: Call) -> dict[str, Any]:
 
 async def delete_container(agent: Agent, call: Call) -> dict[str, Any]:
     await agent.require_containers().delete(call.args["container_id"])
+    if agent.attestation is not None:
+        await agent.attestation.close(call.args["container_id"])
     return {"container_id": call.args["container_id"]}
 
 
