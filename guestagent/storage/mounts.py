@@ -217,6 +217,8 @@ def _sectors_of(device: str) -> int:
 
 
 def _mkfs_ext4(device: str) -> None:
+    # Inside the agent the subreaper may collect mkfs's exit status before Popen does (Popen
+    # then reads 0); a failed mkfs still fails closed, at the mount that follows.
     result = subprocess.run(
         ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device],
         capture_output=True,
