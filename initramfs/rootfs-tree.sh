@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the minimal Debian tree of the guest root filesystem with debootstrap into TREEDIR.
+# Not bit-reproducible by itself (package versions move, maintainer scripts write caches and
+# logs); pack-rootfs.sh makes the packed image reproducible given the same tree.
+# Usage: rootfs-tree.sh TREEDIR   (env: SUITE=bookworm, MIRROR=<from apt sources>)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tree=${1:?usage: rootfs-tree.sh TREEDIR}
+suite=${SUITE:-bookworm}
+mirror=${MIRROR:-$("$here/apt-mirror.sh" "$suite")}
+
+command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+
+# The guest's userland: Python and the agent's runtime dependencies from Debian, the OCI
+# runtime, and tools for storage. python3-cffi-backend is named because debootstrap does not
+# resolve the virtual package python3-cryptography needs.
+packages=$(paste -sd, "$here/rootfs-packages.txt")
+
+rm -rf "$tree"
+debootstrap --variant=minbase --include="$packages" "$suite" "$tree" "$mirror" >"$tree.log" 2>&1 ||
+    { tail -n 30 "$tree.log" >&2; exit 1; }
+
+# Drop what a read-only guest never needs: package caches, lists, logs, docs.
+rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/* "$tree"/var/log/* \
+    "$tree"/usr/share/doc "$tree"/usr/share/man "$tree"/usr/share/info "$tree"/usr/share/locale \
+    "$tree"/var/cache/debconf/*-old "$tree"/var/lib/dpkg/*-old
+: >"$tree/etc/machine-id"
+echo "rootfs-tree: $(du -sh "$tree" | cut -f1) in $tree (mirror $mirror)"
