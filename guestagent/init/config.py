@@ -137,5 +137,5 @@ def resolve_config(
         argv += _split(serve_args, "serve arguments")
     if not argv or not argv[0]:
         raise InvalidArgumentError("empty agent command line")
-    hostname = cmdline.get("hostname") or env.get("GUESTAGENT_HOSTNAME") or DEFAULT_HOSTNAME
+    hostname = cmdline.get("hostname", env.get("GUESTAGENT_HOSTNAME", DEFAULT_HOSTNAME))
     return InitConfig(agent_argv=tuple(argv), hostname=_valid_hostname(hostname), cmdline=cmdline)
