@@ -11,7 +11,7 @@ failed), `agent.` (the agent itself), and `internal` (a bug: logged with its tra
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
 MAX_MESSAGE_LENGTH = 3072
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     # protocol.*: the request itself is malformed
     BAD_FRAME = "protocol.bad_frame"
     FRAME_TOO_LARGE = "protocol.frame_too_large"
@@ -105,6 +105,8 @@ class AgentError(Exception):
 
 class ProtocolError(AgentError):
     code = ErrorCode.BAD_MESSAGE
+    # Set by the decoder when the malformed message still carried a usable id.
+    request_id: int | None = None
 
 
 class InvalidArgumentError(AgentError):

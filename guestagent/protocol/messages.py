@@ -1,0 +1,134 @@
+"""Requests and replies: msgpack payload <-> validated messages.
+
+Every decoding failure raises a `ProtocolError` subclass with a stable code; nothing
+malformed gets past this module. Dicts from the wire are checked for shape (only the plain
+msgpack types, bounded nesting, string keys) before any handler sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from guestagent.errors import ErrorCode, ProtocolError
+
+__all__ = [
+    "MAX_DEPTH",
+    "PROTOCOL_VERSION",
+    "Request",
+    "decode_reply",
+    "decode_request",
+    "encode_error",
+    "encode_request",
+    "encode_result",
+]
+
+PROTOCOL_VERSION = 1
+# Arguments are shallow records: an OCI spec nests about 6 deep. 32 leaves room and stops
+# stack-exhaustion payloads long before msgpack's own limit.
+MAX_DEPTH = 32
+MAX_ID = 2**63 - 1
+REQUEST_KEYS = frozenset({"id", "op", "args"})
+_PLAIN_SCALARS = (str, bytes, bool, int, float, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    op: str
+    args: dict[str, Any]
+
+
+def _unpack(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises ValueError, StackError, ExtraData, ...
+        raise ProtocolError(
+            f"payload is not a single valid msgpack value: {type(exc).__name__}: {exc}",
+            code=ErrorCode.BAD_MESSAGE,
+        ) from None
+
+
+def check_plain(value: Any, depth: int = 0, path: str = "args") -> None:
+    """Reject anything but plain msgpack types (no ext/timestamps) and deep nesting."""
+    if depth > MAX_DEPTH:
+        raise ProtocolError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, _PLAIN_SCALARS):
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, _PLAIN_SCALARS):
+                check_plain(item, depth + 1, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(item, _PLAIN_SCALARS):
+                check_plain(item, depth + 1, f"{path}.{key}")
+        return
+    raise ProtocolError(f"{path}: unsupported msgpack type {type(value).__name__}")
+
+
+def request_id_of(message: Any) -> int | None:
+    """The id to answer with, if the message carries a usable one."""
+    if isinstance(message, dict):
+        value = message.get("id")
+        if type(value) is int and 0 <= value <= MAX_ID:
+            return value
+    return None
+
+
+def decode_request(payload: bytes) -> Request:
+    """Payload -> Request. On failure the raised error carries `.request_id` when known."""
+    message = _unpack(payload)
+    try:
+        return _validate_request(message)
+    except ProtocolError as exc:
+        exc.request_id = request_id_of(message)
+        raise
+
+
+def _validate_request(message: Any) -> Request:
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a request must be a map, got {type(message).__name__}")
+    unknown = message.keys() - REQUEST_KEYS
+    if unknown:
+        raise ProtocolError(
+            f"unknown request fields: {sorted(map(str, unknown))}",
+            code=ErrorCode.UNKNOWN_FIELD,
+            details={"fields": sorted(map(str, unknown))},
+        )
+    request_id = message.get("id")
+    if type(request_id) is not int or not 0 <= request_id <= MAX_ID:
+        raise ProtocolError(f"request id must be an integer in [0, 2^63), got {request_id!r:.40}")
+    op = message.get("op")
+    if type(op) is not str or not op:
+        raise ProtocolError(f"op must be a non-empty string, got {op!r:.40}")
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError(
+            f"args must be a map, got {type(args).__name__}", code=ErrorCode.INVALID_ARGUMENT
+        )
+    check_plain(args)
+    return Request(request_id, op, args)
+
+
+def encode_request(request_id: int, op: str, args: dict[str, Any] | None = None) -> bytes:
+    return msgpack.packb({"id": request_id, "op": op, "args": args or {}}, use_bin_type=True)
+
+
+def encode_result(request_id: int | None, result: Any) -> bytes:
+    return msgpack.packb({"id": request_id, "ok": True, "result": result}, use_bin_type=True)
+
+
+def encode_error(request_id: int | None, error: dict[str, Any]) -> bytes:
+    return msgpack.packb({"id": request_id, "ok": False, "error": error}, use_bin_type=True)
+
+
+def decode_reply(payload: bytes) -> dict[str, Any]:
+    """Client side: a reply map with id, ok, and result or error."""
+    message = _unpack(payload)
+    if not isinstance(message, dict) or "ok" not in message or "id" not in message:
+        raise ProtocolError(f"malformed reply: {message!r:.80}")
+    return message

@@ -1,0 +1,12 @@
+"""The operations the agent speaks, one module per family. docs/protocol.md lists them all."""
+
+from __future__ import annotations
+
+from guestagent.server.operation import Operation
+from guestagent.server.ops import core
+
+__all__ = ["all_operations"]
+
+
+def all_operations() -> list[Operation]:
+    return [*core.OPERATIONS]

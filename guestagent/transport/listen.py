@@ -1,0 +1,200 @@
+"""Listeners for each transport. Each accepted stream is handed to `protocol_factory()`.
+
+The serial "listener" is different in kind: a virtio-serial port is one byte stream with no
+accept. It is opened as a single connection; when the host side goes away (EOF) the
+connection is dropped (its handshake state with it) and the port is reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+import os
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from guestagent.errors import AgentError, ErrorCode
+from guestagent.transport.uri import Endpoint
+
+__all__ = ["Listener", "listen", "resolve_serial_port"]
+
+log = logging.getLogger("guestagent.transport")
+ProtocolFactory = Callable[[], asyncio.Protocol]
+SERIAL_RETRY_SECONDS = 0.2
+
+
+class Listener:
+    """A running listener: `close()` stops accepting; live connections are not touched."""
+
+    def __init__(self, endpoint: Endpoint, closer: Callable[[], Any]) -> None:
+        self.endpoint = endpoint
+        self._closer = closer
+
+    async def close(self) -> None:
+        result = self._closer()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def listen(endpoint: Endpoint, protocol_factory: ProtocolFactory) -> Listener:
+    loop = asyncio.get_running_loop()
+    if endpoint.scheme == "unix":
+        return await _listen_unix(loop, endpoint, protocol_factory)
+    if endpoint.scheme == "vsock":
+        return await _listen_vsock(loop, endpoint, protocol_factory)
+    if endpoint.scheme == "serial":
+        return _SerialPort(endpoint, protocol_factory).start()
+    raise AgentError(f"no listener for scheme {endpoint.scheme!r}", code=ErrorCode.INTERNAL)
+
+
+async def _listen_unix(
+    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, factory: ProtocolFactory
+) -> Listener:
+    path = Path(endpoint.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()  # a stale socket from a previous run
+    # Only root in the guest (and the tests' own user) may talk to the agent.
+    old_umask = os.umask(0o177)
+    try:
+        server = await loop.create_unix_server(factory, str(path), backlog=256)
+    finally:
+        os.umask(old_umask)
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    return Listener(endpoint, close)
+
+
+async def _listen_vsock(
+    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, factory: ProtocolFactory
+) -> Listener:
+    if not hasattr(socket, "AF_VSOCK"):
+        raise AgentError("this Python has no AF_VSOCK support", code=ErrorCode.INTERNAL)
+    sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    try:
+        sock.bind((endpoint.cid, endpoint.port))
+        sock.listen(256)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise AgentError(f"cannot listen on {endpoint}: {exc}", code=ErrorCode.INTERNAL) from exc
+    server = await loop.create_server(factory, sock=sock)
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return Listener(endpoint, close)
+
+
+def resolve_serial_port(name: str, sys_root: str = "/sys", dev_root: str = "/dev") -> str:
+    """Find /dev/vportNpM by port name: without udev there is no /dev/virtio-ports link."""
+    linked = Path(dev_root, "virtio-ports", name)
+    if linked.exists():
+        return str(linked)
+    for name_file in sorted(glob.glob(f"{sys_root}/class/virtio-ports/*/name")):
+        if Path(name_file).read_text().strip() == name:
+            return str(Path(dev_root, Path(name_file).parent.name))
+    raise AgentError(f"no virtio-serial port named {name!r}", code=ErrorCode.NOT_FOUND)
+
+
+class _DuplexPipe(asyncio.Transport):
+    """A read pipe transport and a write pipe transport on one character device."""
+
+    def __init__(self, reader: asyncio.ReadTransport, writer: asyncio.WriteTransport) -> None:
+        super().__init__()
+        self._reader = reader
+        self._writer = writer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writer.write(data)
+
+    def pause_reading(self) -> None:
+        self._reader.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._reader.resume_reading()
+
+    def is_closing(self) -> bool:
+        return self._reader.is_closing() or self._writer.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._writer.get_write_buffer_size()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return "serial" if name == "peername" else default
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+
+class _ReadSide(asyncio.Protocol):
+    """Forwards the device's bytes to the connection protocol; signals EOF."""
+
+    def __init__(self, target: asyncio.Protocol, lost: asyncio.Future[None]) -> None:
+        self._target = target
+        self._lost = lost
+
+    def data_received(self, data: bytes) -> None:
+        self._target.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+
+class _SerialPort:
+    def __init__(self, endpoint: Endpoint, factory: ProtocolFactory) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Listener:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return Listener(self.endpoint, self._stop)
+
+    async def _stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._serve_once()
+            except OSError as exc:
+                log.debug("serial port %s unavailable: %s", self.endpoint, exc)
+            await asyncio.sleep(SERIAL_RETRY_SECONDS)
+
+    async def _serve_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        path = self.endpoint.path or resolve_serial_port(self.endpoint.port_name)
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        read_file = os.fdopen(fd, "rb", buffering=0)
+        write_file = os.fdopen(os.dup(fd), "wb", buffering=0)
+        protocol = self.factory()
+        lost: asyncio.Future[None] = loop.create_future()
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: _ReadSide(protocol, lost), read_file
+        )
+        write_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, write_file)
+        duplex = _DuplexPipe(read_transport, write_transport)  # type: ignore[arg-type]
+        protocol.connection_made(duplex)
+        try:
+            await lost  # EOF: the host side disconnected (or was never there)
+        finally:
+            duplex.close()
+            protocol.connection_lost(None)
