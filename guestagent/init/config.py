@@ -51,7 +51,7 @@ CMDLINE_KEYS = frozenset(
     {"root", "root_hash", "root_salt", "root_blocks", "agent", "listen", "serve_args", "hostname"}
 )
 ENV_KEYS = frozenset({"GUESTAGENT_LISTEN", "GUESTAGENT_SERVE_ARGS", "GUESTAGENT_HOSTNAME"})
-DEFAULT_LISTEN = "serial://name:agent.0"
+DEFAULT_LISTEN = "serial://agent.0"
 DEFAULT_HOSTNAME = "guestagent"
 
 

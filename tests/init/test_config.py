@@ -7,7 +7,7 @@ import pytest
 from guestagent.errors import InvalidArgumentError
 from guestagent.init.config import parse_cmdline, parse_env_file, resolve_config
 
-ENV = "# comment\nGUESTAGENT_LISTEN=serial://name:agent.0\nGUESTAGENT_SERVE_ARGS='--snp sim'\n"
+ENV = "# comment\nGUESTAGENT_LISTEN=serial://agent.0\nGUESTAGENT_SERVE_ARGS='--snp sim'\n"
 
 
 def test_cmdline_keeps_only_guestagent_parameters_and_unquotes() -> None:
@@ -31,7 +31,7 @@ def test_cmdline_errors_fail_closed(text: str, message: str) -> None:
 
 def test_env_file_reads_systemd_style_values() -> None:
     assert parse_env_file(ENV + 'GUESTAGENT_HOSTNAME="g1"\n') == {
-        "GUESTAGENT_LISTEN": "serial://name:agent.0",
+        "GUESTAGENT_LISTEN": "serial://agent.0",
         "GUESTAGENT_SERVE_ARGS": "--snp sim",
         "GUESTAGENT_HOSTNAME": "g1",
     }
@@ -51,7 +51,7 @@ def test_default_agent_is_serve_with_file_settings() -> None:
         "guestagent",
         "serve",
         "--listen",
-        "serial://name:agent.0",
+        "serial://agent.0",
         "--snp",
         "sim",
     )
@@ -77,7 +77,7 @@ def test_explicit_arguments_win() -> None:
 
 def test_missing_file_falls_back_to_the_default_listen_uri() -> None:
     config = resolve_config([], "", "", python="py")
-    assert config.agent_argv[-2:] == ("--listen", "serial://name:agent.0")
+    assert config.agent_argv[-2:] == ("--listen", "serial://agent.0")
 
 
 @pytest.mark.parametrize("name", ["", "a b", "-" * 65, "bad_name", "x..y", "émoji"])

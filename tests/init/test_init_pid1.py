@@ -29,7 +29,7 @@ def write_inputs(tmp_path: Path, cmdline: str) -> tuple[Path, Path]:
     cmdline_file = tmp_path / "cmdline"
     cmdline_file.write_text(cmdline + "\n")
     config = tmp_path / "agent.env"
-    config.write_text("GUESTAGENT_LISTEN=serial://name:agent.0\n")
+    config.write_text("GUESTAGENT_LISTEN=serial://agent.0\n")
     return cmdline_file, config
 
 

@@ -19,7 +19,7 @@ from guest_images import GuestImages, build_images
 from qemu_guest import Disk, Guest, qemu_binary
 
 # The real agent's launch, as the lead's server takes it; overridable for local experiments.
-AGENT_SERVE_ARGS = os.environ.get("GUESTAGENT_VM_SERVE_ARGS", "--snp sim")
+AGENT_SERVE_ARGS = os.environ.get("GUESTAGENT_VM_SERVE_ARGS", "")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,11 +70,25 @@ def make_guest(
 def booted_guest(
     vm_images: GuestImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Guest]:
+    """The session's guest running the real agent. `.client` is a handshaken
+    `guestagent.client.sync_client.Client` on the virtio-serial channel, connected before the
+    agent opened its port (see test_agent.py for why); `.ready_seconds` is boot-to-handshake."""
+    from guestagent.client.sync_client import Client
+
     workdir = tmp_path_factory.mktemp("booted-guest")
     cmdline = f'guestagent.serve_args="{AGENT_SERVE_ARGS}"' if AGENT_SERVE_ARGS else ""
     guest = Guest(vm_images, workdir, cmdline=cmdline).start()
     try:
-        guest.wait_for_console(r"guestagent-init: agent started", timeout=180)
+        sock = guest.connect_channel()  # before the agent opens its port: see test_agent.py
+        guest.wait_for_console(r'"msg":"listening"', timeout=240)
+        time.sleep(1.0)  # let the listener open the port before the first bytes arrive
+        sock.settimeout(120)
+        guest.client = Client(sock)
+        guest.client.hello()
+        guest.ready_seconds = time.monotonic() - guest.started_at
+        print(f"\nguest agent ready (handshake) {guest.ready_seconds:.1f}s after QEMU start")
         yield guest
     finally:
+        if guest.client is not None:
+            guest.client.close()
         guest.stop()

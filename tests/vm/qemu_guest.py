@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from guest_images import GuestImages, rootfs_cmdline
 
@@ -46,6 +47,8 @@ class Guest:
     memory_mb: int = 1024
     process: subprocess.Popen | None = None
     started_at: float = 0.0
+    client: Any = None  # set by the booted_guest fixture
+    ready_seconds: float = 0.0
     _hotplugged: int = 0
 
     @property
