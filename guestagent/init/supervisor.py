@@ -26,6 +26,7 @@ __all__ = [
     "SignalReceived",
     "StopTimedOut",
     "SupervisorState",
+    "agent_environment",
     "describe_status",
     "step",
     "supervise",
@@ -118,12 +119,18 @@ def step(state: SupervisorState, event: Event) -> tuple[SupervisorState, list[Ac
     return state, []
 
 
+def agent_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The agent's environment: ours without WATCHDOG_PID. Under systemd that names us (the
+    main PID); dropped, the agent sends the WATCHDOG=1 pings itself (NotifyAccess=all)."""
+    return {key: value for key, value in environ.items() if key != "WATCHDOG_PID"}
+
+
 def _spawn(argv: tuple[str, ...]) -> int:
     # The child must not inherit our blocked signal mask or ignored dispositions.
     return os.posix_spawnp(
         argv[0],
         list(argv),
-        os.environ,
+        agent_environment(dict(os.environ)),
         setsigmask=(),
         setsigdef=tuple(HANDLED),
     )

@@ -85,3 +85,10 @@ def test_after_power_off_only_orphans_are_reaped() -> None:
         assert step(state, event) == (state, [])
     state, actions = step(state, ChildExited(AGENT + 1, 0))
     assert actions == [] and state.reaped == (AGENT + 1,)
+
+
+def test_agent_environment_drops_only_watchdog_pid() -> None:
+    from guestagent.init.supervisor import agent_environment
+
+    environ = {"WATCHDOG_PID": "1", "WATCHDOG_USEC": "60000000", "NOTIFY_SOCKET": "/run/n"}
+    assert agent_environment(environ) == {"WATCHDOG_USEC": "60000000", "NOTIFY_SOCKET": "/run/n"}
