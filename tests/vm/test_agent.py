@@ -43,5 +43,5 @@ def test_pipelined_requests_are_answered_in_order(booted_guest: Guest) -> None:
 def test_host_connecting_late_is_served(make_guest) -> None:
     guest = make_guest()
     guest.wait_for_console(r'"listening"', timeout=240)
-    with Client.connect(f"unix://{guest.channel_path}", timeout=60) as client:
+    with Client.connect(f"unix://{guest.channel_path}", timeout=30) as client:
         assert client.status()["listeners"] == ["serial://agent.0"]
