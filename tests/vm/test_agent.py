@@ -45,3 +45,12 @@ def test_host_connecting_late_is_served(make_guest) -> None:
     guest.wait_for_console(r'"listening"', timeout=240)
     with Client.connect(f"unix://{guest.channel_path}", timeout=30) as client:
         assert client.status()["listeners"] == ["serial://agent.0"]
+
+
+def test_disks_can_be_hot_added_read_only(booted_guest: Guest, tmp_path) -> None:
+    image = tmp_path / "layer.img"
+    image.write_bytes(b"\0" * (3 << 20))
+    serial = booted_guest.add_disk(image, serial="layer-test")
+    assert serial == "layer-test"
+    booted_guest.wait_for_console(r"\[vd[b-z]\] 6144 512-byte logical blocks", timeout=60)
+    assert booted_guest.client.status()["listeners"] == ["serial://agent.0"]
