@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     SNP_FIRMWARE = "snp.firmware_error"
     SNP_BAD_REPORT = "snp.bad_report"
     SNP_VERIFY_FAILED = "snp.verify_failed"
+    SNP_BUSY = "snp.busy"
     # effects
     INTEGRITY = "storage.integrity"
     STORAGE = "storage.failed"

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
-from guestagent.cli import EXIT_OK, EXIT_USAGE
+from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.logs import configure_logging
+from guestagent.snp.sim import SimConfig
 from guestagent.transport.uri import parse_uri
 
-__all__ = ["register"]
+__all__ = ["add_agent_arguments", "config_from_args", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the agent daemon")
+    add_agent_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
         action="append",
@@ -43,11 +50,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument(
+        "--snp",
+        default="auto",
+        choices=["auto", "sev-guest", "configfs-tsm", "sim", "none"],
+        help="SEV-SNP backend; auto refuses to start without a device; sim "
+        "must be asked for; none means no policy can ever be adopted",
+    )
+    parser.add_argument("--sim-state", metavar="DIR", help="simulator key directory (0700)")
+    parser.add_argument(
+        "--sim-host-data",
+        metavar="HEX",
+        help="simulated launch HOST_DATA (what the host would set at launch)",
+    )
+    parser.add_argument(
+        "--policy", metavar="FILE", help="policy (JSON or initdata TOML) to adopt at start-up"
+    )
+    parser.add_argument(
+        "--storage-mode", default="auto", choices=["auto", "dm-verity", "verified-loop"]
+    )
+    parser.add_argument(
+        "--layer-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory whose image files may be mounted as layers",
+    )
+    parser.add_argument("--runtime", metavar="PATH", help="runc or crun (default: auto-detect)")
+    parser.add_argument(
+        "--no-containers", action="store_true", help="do not become subreaper or run containers"
+    )
+    parser.add_argument(
         "--insecure-allow-all",
         action="store_true",
         help="DEVELOPMENT ONLY: allow every request without a policy",
     )
-    parser.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
@@ -56,12 +92,28 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         parse_uri(uri)  # fail on a bad URI before anything starts
     if args.max_frame < 1024:
         raise AgentError(f"--max-frame must be at least 1024 bytes, got {args.max_frame}")
+    sim_config = None
+    if args.sim_host_data is not None:
+        if args.snp != "sim":
+            raise AgentError("--sim-host-data needs --snp sim")
+        try:
+            sim_config = SimConfig(host_data=bytes.fromhex(args.sim_host_data))
+        except ValueError:
+            raise AgentError("--sim-host-data must be 64 hex digits") from None
     return AgentConfig(
         listen=listen,
         max_frame=args.max_frame,
         max_in_flight=max(1, args.max_in_flight),
         insecure_allow_all=args.insecure_allow_all,
         state_dir=args.state_dir,
+        snp=args.snp,
+        sim_state=args.sim_state,
+        sim_config=sim_config,
+        policy_file=args.policy,
+        storage_mode=args.storage_mode,
+        layer_dirs=args.layer_dir,
+        runtime=args.runtime,
+        manage_containers=not args.no_containers,
     )
 
 
@@ -70,11 +122,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except AgentError as exc:
-        print(f"guestagent serve: {exc.message}", flush=True)
+        print(f"guestagent serve: {exc.message}", file=sys.stderr, flush=True)
         return EXIT_USAGE
-
-    async def main() -> None:
-        await Agent(config).serve()
-
-    asyncio.run(main())
+    try:
+        asyncio.run(Agent(config).serve())
+    except AgentError as exc:
+        print(f"guestagent serve: {exc.code.value}: {exc.message}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     return EXIT_OK

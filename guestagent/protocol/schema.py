@@ -7,15 +7,23 @@ in, and raises `InvalidArgumentError` (wrong type or value, naming the field) or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from guestagent.errors import ErrorCode, InvalidArgumentError
 
-__all__ = ["REQUIRED", "Field", "Schema", "validate_args"]
+__all__ = ["REQUIRED", "Field", "Schema", "identifier", "optional_identifier", "validate_args"]
 
 REQUIRED: Any = object()
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _check_identifier(value: Any) -> str | None:
+    if value is None or _IDENTIFIER.fullmatch(value):
+        return None
+    return "must be 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +95,12 @@ def validate_args(schema: Schema, args: Mapping[str, Any]) -> dict[str, Any]:
         else:
             validated[name] = spec.default
     return validated
+
+
+def identifier() -> Field:
+    """A container, exec or layer id: safe as a path component and a device-mapper name."""
+    return Field((str,), check=_check_identifier)
+
+
+def optional_identifier() -> Field:
+    return Field((str, type(None)), default=None, check=_check_identifier)

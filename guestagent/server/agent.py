@@ -1,8 +1,10 @@
 """The composition root: the only place that wires transports, the gate and the effects.
 
-Lifecycle: `start()` binds every listener and notifies readiness; `serve()` runs until a
-shutdown is requested (SIGTERM/SIGINT); `shutdown()` stops accepting, answers new requests
-with `agent.shutting_down`, lets in-flight requests finish (bounded), then closes.
+Lifecycle: `start()` opens the SNP backend (refusing to run without one unless told which),
+adopts a policy given at start-up, becomes the child subreaper, binds every listener and
+notifies readiness; `serve()` runs until SIGTERM/SIGINT; `shutdown()` stops accepting,
+answers new requests with `agent.shutting_down`, lets in-flight requests finish (bounded),
+removes every container and mount it made, then closes.
 """
 
 from __future__ import annotations
@@ -12,18 +14,27 @@ import logging
 import os
 import signal
 import time
+import warnings
+from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guestagent import __version__
-from guestagent.errors import ErrorCode, TaintedError
-from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate
+from guestagent.containers.manager import ContainerManager
+from guestagent.containers.reaper import Reaper, ReaperChildWatcher
+from guestagent.errors import AgentError, ErrorCode, TaintedError
+from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
 from guestagent.server import notify
+from guestagent.server.adoption import adopt_policy
 from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
 from guestagent.server.ops import all_operations
+from guestagent.snp import SnpBackend, open_backend
+from guestagent.snp.sim import SimConfig
+from guestagent.storage.registry import StorageRegistry
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
@@ -43,23 +54,41 @@ class AgentConfig:
     shutdown_grace: float = 10.0
     insecure_allow_all: bool = False
     state_dir: str = "/run/guestagent"
+    snp: str = "auto"  # auto | sev-guest | configfs-tsm | sim | none
+    sim_state: str | None = None
+    sim_config: SimConfig | None = None
+    policy_file: str | None = None
+    storage_mode: str = "auto"  # auto | dm-verity | verified-loop
+    layer_dirs: list[str] = field(default_factory=list)
+    runtime: str | None = None  # runc or crun binary; None: auto-detect
+    manage_containers: bool = True  # become subreaper and run containers
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.started_at = time.monotonic()
+        self.state_dir = Path(config.state_dir)
         self.gate: Gate = (
             InsecureAllowAllGate()
             if config.insecure_allow_all
             else DenyAllGate("no policy has been delivered yet")
         )
+        self.policy_refused = False
+        self.snp: SnpBackend | None = None
+        self.snp_error = "no SNP backend was asked for"
         self.tainted: str | None = None
         self.mutation_lock = asyncio.Lock()
         self.dispatcher = Dispatcher(self, all_operations())
+        self.storage = StorageRegistry(
+            str(self.state_dir / "storage"), mode=config.storage_mode, layer_dirs=config.layer_dirs
+        )
+        self.reaper = Reaper()
+        self.containers: ContainerManager | None = None
         self.connections: set[Connection] = set()
         self.listeners: list[Listener] = []
         self.shutting_down = False
+        self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         if config.insecure_allow_all:
@@ -71,11 +100,17 @@ class Agent:
     # -- policy ------------------------------------------------------------------------------
     def decide(self, point: str, facts: dict[str, Any]) -> Decision:
         decision = self.gate.decide(point, facts)
-        log.info(
-            "decision",
-            extra={"decision": decision.summary(), "insecure": self.config.insecure_allow_all},
-        )
+        if self.config.insecure_allow_all:
+            log.warning("INSECURE allow", extra={"decision": decision.summary()})
         return decision
+
+    def log_decision(self, entry: dict[str, Any]) -> None:
+        """The policy gate's sink: only called where the policy allows runtime logging."""
+        self.recent_logs.append(entry)
+        log.info("decision", extra={"decision": entry})
+
+    def adopt_policy(self, policy_bytes: bytes, source: str) -> dict[str, Any]:
+        return adopt_policy(self, policy_bytes, source)
 
     def check_not_tainted(self) -> None:
         if self.tainted:
@@ -84,8 +119,27 @@ class Agent:
                 code=ErrorCode.TAINTED,
             )
 
+    def taint(self, why: str) -> None:
+        self.tainted = self.tainted or why
+        log.error("tainted: refusing all further changes", extra={"why": why})
+
+    def require_containers(self) -> ContainerManager:
+        if self.containers is None:
+            raise AgentError("this agent does not run containers", code=ErrorCode.RUNTIME)
+        return self.containers
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._open_snp()
+        if self.config.policy_file:
+            policy_bytes = Path(self.config.policy_file).read_bytes()
+            try:
+                self.adopt_policy(policy_bytes, self.config.policy_file)
+            except AgentError as exc:  # stay up, deny everything, say why in status
+                log.error("policy not adopted", extra={"reason": exc.message})
+        if self.config.manage_containers:
+            self._start_containers()
         for uri in self.config.listen:
             listener = await listen(parse_uri(uri), lambda: Connection(self))
             self.listeners.append(listener)
@@ -95,16 +149,42 @@ class Agent:
         if interval:
             self.track(asyncio.get_running_loop().create_task(notify.run_watchdog(interval)))
 
+    def _open_snp(self) -> None:
+        if self.config.snp == "none":
+            log.warning("no SNP backend: no policy can ever be adopted; everything is denied")
+            return
+        # `auto` raises when there is no device: the agent refuses to start unattested.
+        self.snp = open_backend(
+            self.config.snp, sim_state=self.config.sim_state, sim_config=self.config.sim_config
+        )
+        self.snp_error = ""
+        description = self.snp.describe()
+        if description.get("simulated"):
+            log.warning(
+                "SIMULATED SEV-SNP backend: reports prove nothing about hardware",
+                extra={"snp": description},
+            )
+
+    def _start_containers(self) -> None:
+        self.reaper.install()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.get_event_loop_policy().set_child_watcher(ReaperChildWatcher(self.reaper))
+        self.containers = ContainerManager(
+            self.reaper, self.state_dir / "containers", runtime_binary=self.config.runtime
+        )
+
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_shutdown, signum)
-        await self.start()
         try:
+            await self.start()
             await self._stopped.wait()
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+            await self.release()
 
     def request_shutdown(self, signum: int | None = None) -> None:
         if not self.shutting_down:
@@ -126,6 +206,16 @@ class Agent:
         await asyncio.sleep(0)  # let transports flush and report connection_lost
         self._stopped.set()
 
+    async def release(self) -> None:
+        """Remove every container and mount the agent made (at exit, or after a failed start)."""
+        if self.containers is not None:
+            for problem in await self.containers.shutdown():
+                log.error("container cleanup failed", extra={"problem": problem})
+            self.containers = None
+        for problem in await asyncio.to_thread(self.storage.teardown_all):
+            log.error("storage cleanup failed", extra={"problem": problem})
+        self.reaper.close()
+
     def track(self, task: asyncio.Task[Any]) -> None:
         """Keep a strong reference to background tasks until they finish."""
         self._tasks.add(task)
@@ -140,14 +230,36 @@ class Agent:
             "max_frame": self.config.max_frame,
         }
 
+    def snp_status(self) -> dict[str, Any]:
+        if self.snp is None:
+            return {"name": "none", "simulated": False, "reason": self.snp_error}
+        return self.snp.describe()
+
     def status(self) -> dict[str, Any]:
         return {
             "version": __version__,
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
             "policy": self.gate.describe(),
+            "snp": self.snp_status(),
             "insecure": self.config.insecure_allow_all,
             "tainted": self.tainted,
+            "storage_mode": self.storage.mode,
             "listeners": [str(listener.endpoint) for listener in self.listeners],
             "connections": len(self.connections),
+            "containers": len(self.containers.list()) if self.containers else 0,
         }
+
+    def storage_view(self) -> list[dict[str, Any]]:
+        """Each mounted layer with its root hash and the policy containers that list it."""
+        policy = self.gate.policy if isinstance(self.gate, PolicyGate) else None
+        view = []
+        for record in self.storage.layers.values():
+            entry = record.describe()
+            entry["allowed_by"] = (
+                [c.name for c in policy.containers if record.root_hash in c.layers]
+                if policy is not None
+                else []
+            )
+            view.append(entry)
+        return view

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.schema import validate_args
-from guestagent.server.operation import Operation
+from guestagent.server.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -49,24 +49,26 @@ class Dispatcher:
         return validate_args(operation.args, args)
 
     def run_inline(self, operation: Operation, args: dict[str, Any]) -> Any:
-        return operation.effect(self.agent, args, None)
+        return operation.effect(self.agent, Call(args, args))
 
     async def run(self, operation: Operation, args: dict[str, Any]) -> Any:
         agent = self.agent
         if operation.point is None:
-            return await _call(operation.effect, agent, args, None)
-        facts = args
+            return await _call(operation.effect, agent, Call(args, args))
+        prepared = Prepared(args)
         if operation.prepare is not None:
-            facts = await _call(operation.prepare, agent, args)
+            prepared = await _call(operation.prepare, agent, args)
         if not operation.mutating:
-            decision = agent.decide(operation.point, facts)
+            decision = agent.decide(operation.point, prepared.facts)
             decision.raise_if_denied()
-            return await _call(operation.effect, agent, args, decision)
+            call = Call(args, prepared.facts, prepared.context, decision)
+            return await _call(operation.effect, agent, call)
         async with agent.mutation_lock:
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, facts)
+            decision = agent.decide(operation.point, prepared.facts)
             decision.raise_if_denied()
-            result = await _call(operation.effect, agent, args, decision)
+            call = Call(args, prepared.facts, prepared.context, decision)
+            result = await _call(operation.effect, agent, call)
             agent.gate.commit(decision)
             return result
 

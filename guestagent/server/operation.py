@@ -8,17 +8,42 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from guestagent.policy.decision import Decision
 from guestagent.protocol.schema import Schema
 
 if TYPE_CHECKING:
-    from guestagent.policy.decision import Decision
     from guestagent.server.agent import Agent
 
-__all__ = ["Effect", "Operation", "Prepare"]
+__all__ = ["Call", "Effect", "Operation", "Prepare", "Prepared"]
 
-# effect(agent, args, decision) -> result; a plain function or a coroutine function.
-Effect = Callable[["Agent", dict[str, Any], "Decision | None"], Any]
-# prepare(agent, args) -> enforcement input; gathers facts with read-only I/O.
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request on its way through the pipeline.
+
+    `args` are the validated arguments; `facts` the enforcement input that `prepare` measured
+    (the arguments themselves when there is no prepare step); `context` what prepare found
+    that the effect needs too (so nothing is measured twice); `decision` the policy's ruling
+    (None for ungated operations).
+    """
+
+    args: dict[str, Any]
+    facts: dict[str, Any]
+    context: Any = None
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a prepare step returns: the enforcement input and private context for the effect."""
+
+    facts: dict[str, Any]
+    context: Any = None
+
+
+# effect(agent, call) -> result; a plain function or a coroutine function.
+Effect = Callable[["Agent", Call], Any]
+# prepare(agent, args) -> Prepared; gathers facts with read-only I/O.
 Prepare = Callable[["Agent", dict[str, Any]], Any]
 
 

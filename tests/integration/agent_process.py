@@ -56,6 +56,7 @@ def running_agent(*extra_args: str, env: dict[str, str] | None = None) -> Iterat
             f"unix://{socket_path}",
             "--state-dir",
             str(workdir / "state"),
+            *(() if "--snp" in extra_args else ("--snp", "none")),
             *extra_args,
         ],
         stdout=log,

@@ -74,13 +74,21 @@ def test_sigterm_answers_every_pipelined_request_then_exits_zero() -> None:
 def test_shutdown_waits_for_in_flight_operations(tmp_path) -> None:
     """In process: a slow operation in flight when shutdown starts still gets its reply."""
 
-    async def slow(agent: Agent, args: dict, decision: object) -> str:
+    async def slow(agent: Agent, call: object) -> str:
         await asyncio.sleep(0.5)
         return "finished"
 
     async def main() -> None:
         uri = f"unix://{tmp_path}/a.sock"
-        agent = Agent(AgentConfig(listen=[uri], insecure_allow_all=True))
+        agent = Agent(
+            AgentConfig(
+                listen=[uri],
+                insecure_allow_all=True,
+                snp="none",
+                state_dir=str(tmp_path / "state"),
+                manage_containers=False,
+            )
+        )
         agent.dispatcher.table["slow"] = Operation("slow", slow, point="test", mutating=True)
         serving = asyncio.create_task(agent.serve())
         await asyncio.sleep(0.1)

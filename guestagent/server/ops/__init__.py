@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from guestagent.server.operation import Operation
-from guestagent.server.ops import core
+from guestagent.server.ops import containers, core, host, network, storage
 
 __all__ = ["all_operations"]
 
 
 def all_operations() -> list[Operation]:
-    return [*core.OPERATIONS]
+    return [
+        *core.OPERATIONS,
+        *host.OPERATIONS,
+        *storage.OPERATIONS,
+        *containers.OPERATIONS,
+        *network.OPERATIONS,
+    ]

@@ -8,20 +8,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from guestagent.protocol.schema import Field
-from guestagent.server.operation import Operation
+from guestagent.server.operation import Call, Operation
 
 if TYPE_CHECKING:
-    from guestagent.policy.decision import Decision
     from guestagent.server.agent import Agent
 
 __all__ = ["OPERATIONS"]
 
 
-def ping(agent: Agent, args: dict[str, Any], decision: Decision | None) -> dict[str, Any]:
-    return {"payload": args["payload"]}
+def ping(agent: Agent, call: Call) -> dict[str, Any]:
+    return {"payload": call.args["payload"]}
 
 
-def status(agent: Agent, args: dict[str, Any], decision: Decision | None) -> dict[str, Any]:
+def status(agent: Agent, call: Call) -> dict[str, Any]:
     return agent.status()
 
 

@@ -1,0 +1,111 @@
+"""`guestagent policy hash|show|check`: host-side tooling for measured execution policies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from guestagent.errors import AgentError
+from guestagent.policy.document import Policy, parse_policy
+from guestagent.policy.measure import Measurement, measure
+from guestagent.policy.summary import format_summary, summarize
+from guestagent.policy.trace import parse_trace, replay
+
+__all__ = ["register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _load(path: str) -> tuple[Measurement, Policy]:
+    """Read, measure and parse a JSON policy or an initdata TOML wrapping one."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        measurement = measure(raw)
+        return measurement, parse_policy(measurement.policy_bytes)
+    except AgentError as exc:
+        raise _Unreadable(f"{path}: {exc.message}") from None
+
+
+def _hash(args: argparse.Namespace) -> int:
+    measurement, _ = _load(args.file)
+    print(measurement.host_data_hex)
+    if measurement.format == "initdata":
+        print(f"(initdata, {measurement.algorithm}: {measurement.digest.hex()})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    measurement, policy = _load(args.file)
+    summary = summarize(policy, measurement.host_data_hex)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(format_summary(summary))
+    return EXIT_OK
+
+
+def _line(number: int, decision: Any) -> str:
+    verdict = "ALLOW" if decision.allowed else "DENY "
+    return f"{number:4d} {verdict} {decision.point}: {decision.rule}: {decision.reason}"
+
+
+def _check(args: argparse.Namespace) -> int:
+    _, policy = _load(args.policy)
+    try:
+        text = Path(args.trace).read_text(encoding="utf-8")
+        trace = parse_trace(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Unreadable(f"cannot read {args.trace}: {exc}") from None
+    except AgentError as exc:
+        raise _Unreadable(f"{args.trace}: {exc.message}") from None
+    decisions = replay(policy, trace)
+    denied = 0
+    for number, decision in enumerate(decisions, 1):
+        print(_line(number, decision))
+        if not decision.allowed:
+            denied += 1
+            if args.details:
+                print("       " + json.dumps(dict(decision.details), sort_keys=True))
+    print(f"{len(decisions)} requests, {len(decisions) - denied} allowed, {denied} denied")
+    return EXIT_FAILED if denied else EXIT_OK
+
+
+def _guard(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except _Unreadable as exc:
+            print(f"guestagent policy: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("policy", help="hash, audit and check execution policies")
+    commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
+
+    hash_cmd = commands.add_parser("hash", help="print the HOST_DATA value (hex) for a policy")
+    hash_cmd.add_argument("file", help="a JSON policy or an initdata TOML wrapping one")
+    hash_cmd.set_defaults(func=_guard(_hash))
+
+    show = commands.add_parser("show", help="audit summary: what may run, and risky grants")
+    show.add_argument("file", help="a JSON policy or an initdata TOML wrapping one")
+    show.add_argument("--json", action="store_true", help="print the summary as JSON")
+    show.set_defaults(func=_guard(_show))
+
+    check = commands.add_parser("check", help="replay a recorded request trace offline")
+    check.add_argument("policy", help="a JSON policy or an initdata TOML wrapping one")
+    check.add_argument("--trace", required=True, help="JSON lines of {point, input}")
+    check.add_argument("--details", action="store_true", help="print each denial's details")
+    check.set_defaults(func=_guard(_check))

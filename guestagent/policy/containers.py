@@ -1,0 +1,315 @@
+"""The container entries of a policy document, and the rule pieces they are made of."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from guestagent.policy._reader import Obj, PolicyFormatError, expect_int, expect_str
+from guestagent.policy.patterns import MAX_INPUT_LENGTH, Pattern, compile_pattern
+
+__all__ = [
+    "CAPABILITY_SETS",
+    "CapabilitySets",
+    "Container",
+    "EnvMatcher",
+    "EnvRule",
+    "ExecProcess",
+    "IdRule",
+    "MountRule",
+    "UserRule",
+    "parse_container",
+    "parse_env_rules",
+    "parse_str_patterns",
+]
+
+CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CAP_NAME = re.compile(r"CAP_[A-Z_]{1,32}")
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
+MAX_SIGNAL = 64
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRule:
+    """One allowed "NAME=VALUE" form: exact (`string`) or an anchored regex (`re2`/`regex`)."""
+
+    pattern: str
+    strategy: str
+    required: bool
+    compiled: Pattern | None = None
+
+    def matches(self, var: str) -> bool:
+        if self.compiled is None:
+            return var == self.pattern
+        return self.compiled.matches(var)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvMatcher:
+    """A process's env rules as one set lookup plus one combined anchored regex (hot path)."""
+
+    rules: tuple[EnvRule, ...]
+    exact: frozenset[str]
+    combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
+    regex_rules: tuple[EnvRule, ...]
+
+    @classmethod
+    def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
+        exact = frozenset(r.pattern for r in rules if r.compiled is None)
+        regex_rules = tuple(r for r in rules if r.compiled is not None)
+        combined = None
+        # Combining shifts group numbers, so patterns with backreferences are matched singly.
+        if regex_rules and not any(_BACKREF.search(r.pattern) for r in regex_rules):
+            try:
+                combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
+            except re.error:  # e.g. inline flags that must lead the pattern
+                combined = None
+        return cls(rules, exact, combined, regex_rules)
+
+    def allows(self, var: str) -> bool:
+        if var in self.exact:
+            return True
+        if len(var) > MAX_INPUT_LENGTH:
+            return False
+        if self.combined is not None:
+            return self.combined.fullmatch(var) is not None
+        return any(rule.matches(var) for rule in self.regex_rules)
+
+
+@dataclass(frozen=True, slots=True)
+class IdRule:
+    """A uid or gid: exact when lo == hi, else an inclusive range."""
+
+    lo: int
+    hi: int
+
+    def allows(self, value: int) -> bool:
+        return self.lo <= value <= self.hi
+
+    def describe(self) -> int | str:
+        return self.lo if self.lo == self.hi else f"{self.lo}..{self.hi}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRule:
+    uid: IdRule = IdRule(0, 0)
+    gid: IdRule = IdRule(0, 0)
+    additional_gids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitySets:
+    bounding: frozenset[str]
+    effective: frozenset[str]
+    inheritable: frozenset[str]
+    permitted: frozenset[str]
+    ambient: frozenset[str]
+
+    def get(self, name: str) -> frozenset[str]:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True, slots=True)
+class MountRule:
+    type: str
+    source: Pattern
+    destination: str
+    options: tuple[str, ...]  # sorted: compared as a multiset
+
+    @property
+    def writable(self) -> bool:
+        return "ro" not in self.options
+
+
+@dataclass(frozen=True, slots=True)
+class ExecProcess:
+    command: tuple[str, ...]
+    signals: frozenset[int] = frozenset()
+    working_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    name: str
+    layers: tuple[str, ...]
+    command: tuple[str, ...]
+    env_rules: tuple[EnvRule, ...] = ()
+    working_dir: str = "/"
+    user: UserRule = UserRule()
+    capabilities: CapabilitySets | None = None
+    no_new_privileges: bool = True
+    seccomp_profile_sha256: str = ""
+    mounts: tuple[MountRule, ...] = ()
+    exec_processes: tuple[ExecProcess, ...] = ()
+    signals: frozenset[int] = frozenset()
+    allow_stdio_access: bool = False
+    allow_elevated: bool = False
+    attestation_socket: bool = False
+    allow_terminal: bool = False
+    host_network: bool = False
+    devices: frozenset[str] = frozenset()
+    sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.env_matcher is None:
+            object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
+
+
+_CONTAINER_FIELDS = frozenset(
+    {
+        "name",
+        "layers",
+        "command",
+        "env_rules",
+        "working_dir",
+        "user",
+        "capabilities",
+        "no_new_privileges",
+        "seccomp_profile_sha256",
+        "mounts",
+        "exec_processes",
+        "signals",
+        "allow_stdio_access",
+        "allow_elevated",
+        "attestation_socket",
+        "allow_terminal",
+        "host_network",
+        "devices",
+        "sysctls",
+    }
+)
+
+
+def parse_str_patterns(obj: Obj, key: str) -> tuple[Pattern, ...]:
+    return tuple(compile_pattern(expect_str(item, path), path) for item, path in obj.list(key, []))
+
+
+def _env_rule(value: Any, path: str) -> EnvRule:
+    obj = Obj(value, path, {"pattern", "strategy", "required"})
+    pattern = obj.str("pattern", allow_empty=False)
+    strategy = obj.str("strategy", "string")
+    if strategy not in ("string", "re2", "regex"):
+        raise PolicyFormatError(obj.at("strategy"), "must be string, re2 or regex")
+    compiled = None if strategy == "string" else compile_pattern(pattern, obj.at("pattern"))
+    return EnvRule(pattern, strategy, obj.bool("required", False), compiled)
+
+
+def parse_env_rules(obj: Obj) -> tuple[EnvRule, ...]:
+    return tuple(_env_rule(item, path) for item, path in obj.list("env_rules", []))
+
+
+def _id_rule(obj: Obj, key: str) -> IdRule:
+    value = obj.raw(key, 0)
+    if isinstance(value, dict):
+        rng = Obj(value, obj.at(key), {"min", "max"})
+        lo, hi = rng.int("min"), rng.int("max")
+        if lo > hi:
+            raise PolicyFormatError(rng.at("min"), "min is greater than max")
+        return IdRule(lo, hi)
+    exact = expect_int(value, obj.at(key))
+    return IdRule(exact, exact)
+
+
+def _user(value: Any, path: str) -> UserRule:
+    obj = Obj(value, path, {"uid", "gid", "additional_gids"})
+    gids = frozenset(expect_int(g, p) for g, p in obj.list("additional_gids", []))
+    return UserRule(_id_rule(obj, "uid"), _id_rule(obj, "gid"), gids)
+
+
+def _capabilities(value: Any, path: str) -> CapabilitySets | None:
+    if value is None:
+        return None
+    obj = Obj(value, path, set(CAPABILITY_SETS))
+    sets = {}
+    for name in CAPABILITY_SETS:
+        caps = obj.str_list(name, max_items=64)
+        for i, cap in enumerate(caps):
+            if not _CAP_NAME.fullmatch(cap):
+                raise PolicyFormatError(f"{obj.at(name)}[{i}]", f"not a capability name: {cap!r}")
+        sets[name] = frozenset(caps)
+    return CapabilitySets(**sets)
+
+
+def _mount(value: Any, path: str) -> MountRule:
+    obj = Obj(value, path, {"type", "source", "destination", "options"})
+    destination = obj.str("destination", allow_empty=False)
+    if not destination.startswith("/"):
+        raise PolicyFormatError(obj.at("destination"), "must be an absolute path")
+    return MountRule(
+        type=obj.str("type", allow_empty=False),
+        source=compile_pattern(obj.str("source"), obj.at("source")),
+        destination=destination,
+        options=tuple(sorted(obj.str_list("options", []))),
+    )
+
+
+def _signals(obj: Obj, key: str) -> frozenset[int]:
+    return frozenset(expect_int(s, p, lo=1, hi=MAX_SIGNAL) for s, p in obj.list(key, []))
+
+
+def _command(obj: Obj) -> tuple[str, ...]:
+    command = obj.str_list("command", max_items=256)
+    if not command:
+        raise PolicyFormatError(obj.at("command"), "must not be empty")
+    return command
+
+
+def _exec_process(value: Any, path: str) -> ExecProcess:
+    obj = Obj(value, path, {"command", "signals", "working_dir"})
+    return ExecProcess(_command(obj), _signals(obj, "signals"), obj.str("working_dir", None))
+
+
+def _layers(obj: Obj) -> tuple[str, ...]:
+    layers = []
+    for item, path in obj.list("layers", max_items=256):
+        text = expect_str(item, path).lower()
+        if not _HEX64.fullmatch(text):
+            raise PolicyFormatError(path, "expected a 64-digit hex dm-verity root hash")
+        layers.append(text)
+    if not layers:
+        raise PolicyFormatError(obj.at("layers"), "must list at least one layer")
+    return tuple(layers)
+
+
+def _sysctls(value: Any, path: str) -> Mapping[str, str]:
+    obj = Obj(value, path, set(value) if isinstance(value, dict) else set())
+    return MappingProxyType({k: expect_str(v, obj.at(k)) for k, v in obj.value.items()})
+
+
+def parse_container(value: Any, path: str) -> Container:
+    obj = Obj(value, path, _CONTAINER_FIELDS)
+    seccomp = obj.str("seccomp_profile_sha256", "").lower()
+    if seccomp and not _HEX64.fullmatch(seccomp):
+        raise PolicyFormatError(obj.at("seccomp_profile_sha256"), 'expected 64 hex digits or ""')
+    flags = {
+        k: obj.bool(k, default)
+        for k, default in (
+            ("no_new_privileges", True),
+            ("allow_stdio_access", False),
+            ("allow_elevated", False),
+            ("attestation_socket", False),
+            ("allow_terminal", False),
+            ("host_network", False),
+        )
+    }
+    return Container(
+        name=obj.str("name", allow_empty=False, max_len=256),
+        layers=_layers(obj),
+        command=_command(obj),
+        env_rules=parse_env_rules(obj),
+        working_dir=obj.str("working_dir", "/"),
+        user=_user(obj.raw("user"), obj.at("user")) if obj.has("user") else UserRule(),
+        capabilities=_capabilities(obj.raw("capabilities", None), obj.at("capabilities")),
+        seccomp_profile_sha256=seccomp,
+        mounts=tuple(_mount(item, p) for item, p in obj.list("mounts", [])),
+        exec_processes=tuple(_exec_process(i, p) for i, p in obj.list("exec_processes", [])),
+        signals=_signals(obj, "signals"),
+        devices=frozenset(obj.str_list("devices", [])),
+        sysctls=_sysctls(obj.raw("sysctls", {}), obj.at("sysctls")),
+        **flags,
+    )

@@ -1,0 +1,1 @@
+"""One pure function per enforcement point: `decide_<point>(policy, state, input) -> Decision`."""

@@ -1,0 +1,160 @@
+"""Matching one request field against one policy entry. Each returns None or a failure.
+
+A failure is a small dict: what was asked and the nearest allowed values, for the denial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from guestagent.policy.containers import (
+    CAPABILITY_SETS,
+    CapabilitySets,
+    EnvMatcher,
+    EnvRule,
+    UserRule,
+)
+
+__all__ = [
+    "DEFAULT_PRIVILEGED_CAPS",
+    "DEFAULT_UNPRIVILEGED_CAPS",
+    "Failure",
+    "expected_caps",
+    "match_caps",
+    "match_env",
+    "match_user",
+]
+
+Failure = dict[str, Any]
+
+# The runtime default set (as hcsshim's defaultUnprivilegedCapabilities).
+DEFAULT_UNPRIVILEGED_CAPS = frozenset(
+    {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    }
+)
+DEFAULT_PRIVILEGED_CAPS = DEFAULT_UNPRIVILEGED_CAPS | frozenset(
+    {
+        "CAP_DAC_READ_SEARCH",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_LEASE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    }
+)
+_EMPTY: frozenset[str] = frozenset()
+_UNPRIVILEGED = CapabilitySets(
+    DEFAULT_UNPRIVILEGED_CAPS, DEFAULT_UNPRIVILEGED_CAPS, _EMPTY, DEFAULT_UNPRIVILEGED_CAPS, _EMPTY
+)
+_PRIVILEGED = CapabilitySets(
+    DEFAULT_PRIVILEGED_CAPS,
+    DEFAULT_PRIVILEGED_CAPS,
+    DEFAULT_PRIVILEGED_CAPS,
+    DEFAULT_PRIVILEGED_CAPS,
+    _EMPTY,
+)
+
+
+def expected_caps(policy_caps: CapabilitySets | None, privileged: bool) -> CapabilitySets:
+    """The policy's sets, or (when null) the default set for the privilege asked."""
+    if policy_caps is not None:
+        return policy_caps
+    return _PRIVILEGED if privileged else _UNPRIVILEGED
+
+
+def _nearest_env_rules(rules: Sequence[EnvRule], var: str) -> list[str]:
+    """The rules for the same variable name, else the first few rules."""
+    name = var.split("=", 1)[0] + "="
+    same = [r.pattern for r in rules if r.pattern.startswith(name)]
+    return same or [r.pattern for r in rules[:4]]
+
+
+def match_env(
+    matcher: EnvMatcher, env: Sequence[str], dropping: bool
+) -> tuple[list[str] | None, Failure | None]:
+    """Kept env, or the first unmatched variable / missing required rule."""
+    allows = matcher.allows
+    kept = [var for var in env if allows(var)]
+    if len(kept) != len(env) and not dropping:
+        var = next(v for v in env if not allows(v))
+        return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    present = set(kept)
+    for rule in matcher.rules:
+        if not rule.required:
+            continue
+        if rule.compiled is None:
+            found = rule.pattern in present
+        else:
+            found = any(rule.compiled.matches(v) for v in kept)
+        if not found:
+            return None, {"asked": "(absent)", "required_rule": rule.pattern}
+    return kept, None
+
+
+def match_caps(
+    expected: CapabilitySets, asked: Mapping[str, Sequence[str]], dropping: bool
+) -> tuple[dict[str, list[str]] | None, Failure | None]:
+    """Each set equal to the policy's; with dropping, the extras are dropped instead."""
+    kept: dict[str, list[str]] = {}
+    for name in CAPABILITY_SETS:
+        want = expected.get(name)
+        have = frozenset(asked[name])
+        if have == want:
+            kept[name] = sorted(have)
+        elif dropping:
+            kept[name] = sorted(have & want)
+        else:
+            return None, {
+                "set": name,
+                "asked_extra": sorted(have - want),
+                "asked_missing": sorted(want - have),
+                "allowed": sorted(want),
+            }
+    return kept, None
+
+
+def match_user(rule: UserRule, user: Mapping[str, Any]) -> Failure | None:
+    if not rule.uid.allows(user["uid"]):
+        return {"asked": {"uid": user["uid"]}, "allowed": {"uid": rule.uid.describe()}}
+    if not rule.gid.allows(user["gid"]):
+        return {"asked": {"gid": user["gid"]}, "allowed": {"gid": rule.gid.describe()}}
+    extra = sorted(set(user["additional_gids"]) - rule.additional_gids)
+    if extra:
+        return {"asked": {"additional_gids": extra}, "allowed": sorted(rule.additional_gids)}
+    return None

@@ -1,0 +1,249 @@
+"""create_container: every constrained field of the spec against each candidate container."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from guestagent.policy.containers import Container
+from guestagent.policy.decision import Decision
+from guestagent.policy.document import Policy
+from guestagent.policy.rules import _process as proc
+from guestagent.policy.rules._candidates import Check, deny_candidates, first_failure, same_data
+from guestagent.policy.rules._common import (
+    BadInput,
+    allow,
+    check_input,
+    deny,
+    is_bool,
+    is_caps,
+    is_int,
+    is_str,
+    is_str_list,
+    is_user,
+)
+from guestagent.policy.rules._mounts import match_mounts
+from guestagent.policy.state import PolicyState, with_item
+
+__all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
+
+# A container always gets its own pid, ipc, uts and mount namespaces; network too unless the
+# policy entry sets host_network (then it may run in the guest's namespace). cgroup, user and
+# time namespaces only take privilege away, so they are allowed.
+BASE_NAMESPACES = frozenset({"pid", "ipc", "uts", "mount"})
+KNOWN_NAMESPACES = BASE_NAMESPACES | {"network", "cgroup", "user", "time"}
+
+
+_MOUNT_SCHEMA = {"destination": is_str, "source": is_str, "type": is_str, "options": is_str_list}
+
+
+def _is_mounts(value: Any, name: str) -> None:
+    if type(value) not in (list, tuple) or len(value) > 1024:
+        raise BadInput(name, "expected a list of mounts")
+    for i, mount in enumerate(value):
+        try:
+            check_input(mount, _MOUNT_SCHEMA)
+        except BadInput as exc:
+            raise BadInput(f"{name}[{i}].{exc.field}", exc.message) from None
+
+
+def _is_sysctl(value: Any, name: str) -> None:
+    if not isinstance(value, Mapping) or len(value) > 1024:
+        raise BadInput(name, "expected a map of strings")
+    for key, item in value.items():
+        is_str(key, name)
+        is_str(item, f"{name}.{key}")
+
+
+SCHEMA = {
+    "container_id": is_str,
+    "argv": is_str_list,
+    "env": is_str_list,
+    "working_dir": is_str,
+    "user": is_user,
+    "capabilities": is_caps,
+    "no_new_privileges": is_bool,
+    "seccomp_profile_sha256": is_str,
+    "mounts": _is_mounts,
+    "namespaces": is_str_list,
+    "hooks": is_bool,
+    "devices": is_str_list,
+    "sysctl": _is_sysctl,
+    "terminal": is_bool,
+    "rootfs": is_str,
+    "privileged": is_bool,
+    # Facts the agent's spec reader adds: what made the spec privileged, namespaces it
+    # asked to join by path, and spec fields the agent never applies (uid mappings, rlimits,
+    # LSM labels, ...): the last two are always denied, the first is for the explanation.
+    "privileged_reasons": is_str_list,
+    "host_namespaces": is_str_list,
+    "unsupported_fields": is_str_list,
+    "umask": lambda value, name: None if value is None else is_int(value, name),
+}
+
+
+def _privileged(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    if req["privileged"] and not c.allow_elevated:
+        reasons = ", ".join(req["privileged_reasons"]) or "privileged"
+        return {
+            "why": f"privileged containers are not allowed ({reasons})",
+            "asked": True,
+            "allowed": False,
+        }
+    return None
+
+
+def _seccomp(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    if req["seccomp_profile_sha256"].lower() != c.seccomp_profile_sha256:
+        return {
+            "why": "the seccomp profile digest differs",
+            "asked": req["seccomp_profile_sha256"],
+            "allowed": c.seccomp_profile_sha256,
+        }
+    return None
+
+
+def _namespaces(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    required = BASE_NAMESPACES if c.host_network else BASE_NAMESPACES | {"network"}
+    missing = sorted(required - set(req["namespaces"]))
+    if missing:
+        return {
+            "why": f"the container must have its own {', '.join(missing)} namespace(s)",
+            "asked": sorted(req["namespaces"]),
+            "required": sorted(required),
+        }
+    return None
+
+
+def _devices(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    extra = sorted(set(req["devices"]) - c.devices)
+    if extra:
+        return {
+            "why": f"device {extra[0]} is not allowed",
+            "asked": extra,
+            "allowed": sorted(c.devices),
+        }
+    return None
+
+
+def _sysctl(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    for key, value in req["sysctl"].items():
+        if c.sysctls.get(key) != value:
+            return {
+                "why": f"sysctl {key}={value} is not allowed",
+                "asked": f"{key}={value}",
+                "allowed": [f"{k}={v}" for k, v in c.sysctls.items()],
+            }
+    return None
+
+
+def _mounts(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    failure = match_mounts(c.mounts, req["mounts"], c.allow_elevated and req["privileged"])
+    if failure is not None:
+        asked = failure["asked"]
+        failure["why"] = (
+            f"mount {asked['type']} {asked['source']} -> {asked['destination']} "
+            "matches no free policy mount"
+        )
+    return failure
+
+
+CHECKS: tuple[Check, ...] = (
+    ("argv", proc.argv_equals_command),
+    ("working_dir", proc.working_dir_equals),
+    ("user", proc.user_allowed),
+    ("privileged", _privileged),
+    ("no_new_privileges", proc.no_new_privileges_kept),
+    ("seccomp_profile_sha256", _seccomp),
+    ("terminal", proc.terminal_allowed),
+    ("namespaces", _namespaces),
+    ("devices", _devices),
+    ("sysctl", _sysctl),
+    ("mounts", _mounts),
+)
+
+
+def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
+    point, cid = "create_container", req["container_id"]
+    if cid not in state.candidates:
+        return deny(
+            point,
+            "container_id",
+            f"no verified root filesystem was mounted for container {cid}",
+            asked=cid,
+        )
+    if cid in state.created:
+        return deny(point, "container_id", f"container {cid} already exists", asked=cid)
+    if req["rootfs"] != state.rootfs[cid]:
+        return deny(
+            point,
+            "rootfs",
+            f"rootfs must be the overlay mounted for container {cid}",
+            asked=req["rootfs"],
+            allowed=state.rootfs[cid],
+        )
+    if req["hooks"]:
+        return deny(point, "hooks", "OCI hooks are never allowed", asked=True, allowed=False)
+    if req["host_namespaces"]:
+        return deny(
+            point,
+            "host_namespaces",
+            f"joining an existing {req['host_namespaces'][0]} namespace by path is never allowed",
+            asked=req["host_namespaces"],
+            allowed=[],
+        )
+    if req["unsupported_fields"]:
+        return deny(
+            point,
+            "unsupported_fields",
+            f"spec field {req['unsupported_fields'][0]} is not supported by the agent",
+            asked=req["unsupported_fields"],
+            allowed=[],
+        )
+    unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
+    if unknown:
+        return deny(
+            point,
+            "namespaces",
+            f"unknown namespace type {unknown[0]}",
+            asked=unknown,
+            allowed=sorted(KNOWN_NAMESPACES),
+        )
+    return None
+
+
+def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
+    check_input(req, SCHEMA)
+    early = _precheck(state, req)
+    if early is not None:
+        return early
+    cid = req["container_id"]
+    survivors: list[int] = []
+    datas: list[dict[str, Any]] = []
+    failures: list[tuple[int, int, str, dict[str, Any]]] = []
+    for index in state.candidates[cid]:
+        container = policy.containers[index]
+        failed = first_failure(container, req, CHECKS)
+        if failed is None:
+            failed_or_data = proc.env_and_caps(policy, container, req, len(CHECKS))
+            if isinstance(failed_or_data, dict):
+                survivors.append(index)
+                datas.append(failed_or_data)
+                continue
+            failed = failed_or_data
+        failures.append((index, *failed))
+    if not survivors:
+        return deny_candidates("create_container", policy, f"container {cid}", failures)
+    if not same_data(datas):
+        return deny(
+            "create_container",
+            "candidates",
+            "matching policy containers disagree on env, capabilities or stdio",
+            candidates=[policy.containers[i].name for i in survivors],
+        )
+    after = state.evolve(
+        candidates=with_item(state.candidates, cid, tuple(survivors)), created=state.created | {cid}
+    )
+    names = [policy.containers[i].name for i in survivors]
+    data = {**datas[0], "candidates": names}
+    return allow("create_container", f"matches policy container {names[0]!r}", state, after, data)

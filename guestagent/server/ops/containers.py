@@ -1,0 +1,230 @@
+"""Container lifecycle and stdio: the host's OCI spec is read, ruled on, then rebuilt.
+
+The runtime never sees the host's spec: `build_bundle_config` makes a new one from vetted
+parts (rootfs is always the overlay the agent assembled; env and capabilities come from the
+policy's decision). Streams the policy does not grant are not opened at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from guestagent.containers.exec_spec import build_exec_process, exec_input
+from guestagent.containers.process import OutputStream, StdioOptions
+from guestagent.containers.spec import build_bundle_config, enforcement_input
+from guestagent.errors import InvalidStateError
+from guestagent.protocol.schema import Field, identifier, optional_identifier
+from guestagent.server.operation import Call, Operation, Prepared
+
+if TYPE_CHECKING:
+    from guestagent.server.agent import Agent
+
+__all__ = ["OPERATIONS"]
+
+MAX_READ = 1 << 20
+
+
+def _stdio(decision_data: Any, stdin: bool) -> StdioOptions:
+    allowed = bool(decision_data.get("allow_stdio", False))
+    return StdioOptions(stdin=stdin and allowed, stdout=allowed, stderr=allowed)
+
+
+def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
+    rootfs = agent.storage.rootfs_target(args["container_id"])
+    return Prepared(enforcement_input(args["container_id"], args["spec"], rootfs), rootfs)
+
+
+async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
+    manager = agent.require_containers()
+    cid = call.args["container_id"]
+    assert call.decision is not None
+    config = build_bundle_config(
+        call.args["spec"], call.decision.data, call.context, cgroups_path=manager.cgroups_path(cid)
+    )
+    state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+    return {**state, "policy_containers": list(call.decision.data.get("candidates", []))}
+
+
+async def start_container(agent: Agent, call: Call) -> dict[str, Any]:
+    return await agent.require_containers().start(call.args["container_id"])
+
+
+def prepare_exec(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared(exec_input(args["container_id"], args["process"]))
+
+
+async def exec_process(agent: Agent, call: Call) -> dict[str, Any]:
+    assert call.decision is not None
+    process = build_exec_process(call.args["process"], call.decision.data)
+    exec_id = await agent.require_containers().exec(
+        call.args["container_id"],
+        process,
+        _stdio(call.decision.data, call.args["stdin"]),
+        exec_id=call.args["exec_id"],
+    )
+    return {"container_id": call.args["container_id"], "exec_id": exec_id}
+
+
+def prepare_signal(agent: Agent, args: dict[str, Any]) -> Prepared:
+    process = agent.require_containers().process(args["container_id"], args["exec_id"])
+    return Prepared(
+        {
+            "container_id": args["container_id"],
+            "signal": args["signal"],
+            "is_init": args["exec_id"] is None,
+            "argv": list(process.argv),
+        }
+    )
+
+
+async def signal_process(agent: Agent, call: Call) -> dict[str, Any]:
+    await agent.require_containers().signal(
+        call.args["container_id"], call.args["signal"], call.args["exec_id"]
+    )
+    return {
+        "container_id": call.args["container_id"],
+        "exec_id": call.args["exec_id"],
+        "signal": call.args["signal"],
+    }
+
+
+def prepare_state(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared({"container_id": args.get("container_id")})
+
+
+async def wait_process(agent: Agent, call: Call) -> dict[str, Any]:
+    code = await agent.require_containers().wait(
+        call.args["container_id"], call.args["exec_id"], timeout=call.args["timeout"]
+    )
+    return {"exit_code": code}
+
+
+async def read_output(agent: Agent, call: Call) -> dict[str, Any]:
+    io = agent.require_containers().io(call.args["container_id"], call.args["exec_id"])
+    stream: OutputStream | None = io.stdout if call.args["stream"] == "stdout" else io.stderr
+    if io.terminal:
+        stream = io.stdout  # a terminal has one output stream
+    if stream is None:
+        raise InvalidStateError(
+            f"{call.args['stream']} is not available: the policy does not grant stdio access"
+        )
+    try:
+        data = await asyncio.wait_for(stream.read(call.args["max_bytes"]), call.args["timeout"])
+    except TimeoutError:
+        data = b""
+    return {"data": data, "eof": stream.eof.is_set() and not stream.buffered()}
+
+
+async def write_stdin(agent: Agent, call: Call) -> dict[str, Any]:
+    io = agent.require_containers().io(call.args["container_id"], call.args["exec_id"])
+    if io.stdin is None:
+        raise InvalidStateError("stdin is not open for this process")
+    written = await io.stdin.write(call.args["data"]) if call.args["data"] else 0
+    if call.args["close"]:
+        io.stdin.close()
+    return {"written": written}
+
+
+def resize_terminal(agent: Agent, call: Call) -> dict[str, Any]:
+    io = agent.require_containers().io(call.args["container_id"], call.args["exec_id"])
+    io.resize(call.args["rows"], call.args["cols"])
+    return {"rows": call.args["rows"], "cols": call.args["cols"]}
+
+
+async def delete_container(agent: Agent, call: Call) -> dict[str, Any]:
+    await agent.require_containers().delete(call.args["container_id"])
+    return {"container_id": call.args["container_id"]}
+
+
+def container_state(agent: Agent, call: Call) -> dict[str, Any]:
+    return agent.require_containers().state(call.args["container_id"])
+
+
+def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
+    return {"containers": agent.require_containers().list()}
+
+
+def _positive(value: float | None) -> str | None:
+    return None if value is None or value > 0 else "must be positive"
+
+
+CID = {"container_id": identifier()}
+PROCESS_REF = {**CID, "exec_id": optional_identifier()}
+TIMEOUT = Field((int, float, type(None)), default=None, check=_positive)
+STATE = {"point": "container_state", "prepare": prepare_state}
+
+OPERATIONS = [
+    Operation(
+        "create_container",
+        create_container,
+        point="create_container",
+        prepare=prepare_create,
+        mutating=True,
+        args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
+        summary="create a container from an OCI spec on its verified overlay",
+    ),
+    Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
+    Operation(
+        "exec_process",
+        exec_process,
+        point="exec_in_container",
+        prepare=prepare_exec,
+        mutating=True,
+        args={**PROCESS_REF, "process": Field((dict,)), "stdin": Field((bool,), default=False)},
+    ),
+    Operation(
+        "signal_process",
+        signal_process,
+        point="signal_container_process",
+        prepare=prepare_signal,
+        mutating=True,
+        args={
+            **PROCESS_REF,
+            "signal": Field(
+                (int,), check=lambda s: None if 0 < s < 65 else "must be a signal number 1-64"
+            ),
+        },
+    ),
+    Operation(
+        "delete_container", delete_container, point="shutdown_container", mutating=True, args=CID
+    ),
+    Operation("wait_process", wait_process, **STATE, args={**PROCESS_REF, "timeout": TIMEOUT}),
+    Operation(
+        "read_output",
+        read_output,
+        **STATE,
+        args={
+            **PROCESS_REF,
+            "stream": Field(
+                (str,),
+                default="stdout",
+                check=lambda s: None if s in ("stdout", "stderr") else "must be stdout or stderr",
+            ),
+            "max_bytes": Field(
+                (int,),
+                default=65536,
+                check=lambda n: None if 0 < n <= MAX_READ else f"must be 1..{MAX_READ}",
+            ),
+            "timeout": TIMEOUT,
+        },
+    ),
+    Operation(
+        "write_stdin",
+        write_stdin,
+        **STATE,
+        args={
+            **PROCESS_REF,
+            "data": Field((bytes,), default=b"", max_len=MAX_READ),
+            "close": Field((bool,), default=False),
+        },
+    ),
+    Operation(
+        "resize_terminal",
+        resize_terminal,
+        **STATE,
+        args={**PROCESS_REF, "rows": Field((int,)), "cols": Field((int,))},
+    ),
+    Operation("container_state", container_state, **STATE, args=CID),
+    Operation("list_containers", list_containers, **STATE),
+]

@@ -1,0 +1,169 @@
+"""Guest-wide operations: properties, stack and log dumps, file copies, external processes,
+and delivering the policy itself."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from guestagent.containers.stats import agent_health
+from guestagent.errors import AgentError, ErrorCode
+from guestagent.protocol.schema import Field, optional_identifier
+from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.storage.shared_files import write_shared_file
+
+if TYPE_CHECKING:
+    from guestagent.server.agent import Agent
+
+__all__ = ["OPERATIONS"]
+
+MAX_COPY = 16 << 20
+MAX_CAPTURE = 1 << 20
+
+
+async def set_policy(agent: Agent, call: Call) -> dict[str, Any]:
+    """Ungated: its gate is HOST_DATA itself (the digest must match the signed report)."""
+    async with agent.mutation_lock:
+        return await asyncio.to_thread(agent.adopt_policy, call.args["policy"], "set_policy")
+
+
+def stats(agent: Agent, call: Call) -> dict[str, Any]:
+    cid = call.args["container_id"]
+    if cid is not None:
+        return agent.require_containers().stats(cid)
+    health = agent_health(agent.started_at)
+    health["containers"] = len(agent.containers.list()) if agent.containers else 0
+    return health
+
+
+def dump_stacks(agent: Agent, call: Call) -> dict[str, Any]:
+    tasks = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=20)
+        tasks.append(
+            {
+                "name": task.get_name(),
+                "stack": "".join(traceback.format_list(traceback.extract_stack(frames[-1])))
+                if frames
+                else "",
+            }
+        )
+    threads = {
+        str(ident): "".join(traceback.format_stack(frame, limit=20))
+        for ident, frame in sys._current_frames().items()
+    }
+    return {"tasks": tasks, "threads": threads}
+
+
+def get_logs(agent: Agent, call: Call) -> dict[str, Any]:
+    return {"entries": list(agent.recent_logs)[-call.args["limit"] :]}
+
+
+def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared(
+        {"destination": args["destination"], "mode": args["mode"], "size": len(args["data"])}
+    )
+
+
+def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
+    root = str(agent.state_dir / "shared")
+    return write_shared_file(root, call.args["destination"], call.args["data"], call.args["mode"])
+
+
+async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
+    """A process in the guest, outside any container: only what the policy lists."""
+    assert call.decision is not None
+    allow_stdio = bool(call.decision.data.get("allow_stdio", False))
+    args = call.args
+    env = dict(item.partition("=")[::2] for item in args["env"])
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args["argv"],
+            cwd=args["working_dir"],
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise AgentError(
+            f"cannot run {args['argv'][0]}: {exc.strerror}", code=ErrorCode.RUNTIME
+        ) from exc
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), args["timeout"])
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AgentError(
+            f"{args['argv'][0]} did not finish within {args['timeout']} s", code=ErrorCode.TIMEOUT
+        ) from None
+    result: dict[str, Any] = {"exit_code": process.returncode}
+    if allow_stdio:
+        result.update(stdout=out[:MAX_CAPTURE], stderr=err[:MAX_CAPTURE])
+    return result
+
+
+def _mode(value: int) -> str | None:
+    return None if 0 <= value <= 0o7777 else "must be a file mode (0..0o7777)"
+
+
+def _argv(value: list[str]) -> str | None:
+    return None if value and value[0] else "must not be empty"
+
+
+OPERATIONS = [
+    Operation(
+        "set_policy",
+        set_policy,
+        args={"policy": Field((bytes,), max_len=4 << 20)},
+        summary="deliver the policy; adopted only if its digest equals HOST_DATA",
+    ),
+    Operation(
+        "stats",
+        stats,
+        point="get_properties",
+        prepare=lambda agent, args: Prepared({}),
+        args={"container_id": optional_identifier()},
+    ),
+    Operation("dump_stacks", dump_stacks, point="dump_stacks"),
+    Operation(
+        "get_logs",
+        get_logs,
+        point="runtime_logging",
+        prepare=lambda agent, args: Prepared({}),
+        args={
+            "limit": Field(
+                (int,), default=200, check=lambda n: None if 0 < n <= 1000 else "must be 1..1000"
+            )
+        },
+    ),
+    Operation(
+        "copy_file",
+        copy_file,
+        point="copy_file",
+        prepare=prepare_copy,
+        mutating=True,
+        args={
+            "destination": Field((str,), max_len=4096),
+            "data": Field((bytes,), max_len=MAX_COPY),
+            "mode": Field((int,), default=0o644, check=_mode),
+        },
+    ),
+    Operation(
+        "exec_external",
+        exec_external,
+        point="exec_external",
+        mutating=True,
+        prepare=lambda agent, args: Prepared({k: args[k] for k in ("argv", "env", "working_dir")}),
+        args={
+            "argv": Field((list,), items=str, max_len=256, check=_argv),
+            "env": Field((list,), default=[], items=str, max_len=256),
+            "working_dir": Field((str,), default="/"),
+            "timeout": Field(
+                (int, float), default=60, check=lambda t: None if 0 < t <= 3600 else "1..3600 s"
+            ),
+        },
+    ),
+]

@@ -1,0 +1,165 @@
+"""Layers, scratch and overlays: each step measured by the agent, ruled on by the policy.
+
+The host names layers and containers by id; every path is the agent's own. A layer's root
+hash is computed from the device itself in `prepare`, and that computed hash (never one the
+host states) is what the policy checks against its `layers` lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from guestagent.protocol.schema import Field, identifier
+from guestagent.server.operation import Call, Operation, Prepared
+
+if TYPE_CHECKING:
+    from guestagent.server.agent import Agent
+
+__all__ = ["OPERATIONS"]
+
+
+async def prepare_mount_layer(agent: Agent, args: dict[str, Any]) -> Prepared:
+    storage = agent.storage
+    source = storage.check_source(args["source"])
+    info = await asyncio.to_thread(storage.measure_layer, source)
+    target = storage.layer_target(args["layer_id"])
+    return Prepared({"target": target, "device_hash": info.root_hash}, (source, info))
+
+
+async def mount_layer(agent: Agent, call: Call) -> dict[str, Any]:
+    source, info = call.context
+    assert call.decision is not None
+    # The policy's choice: error (EIO), restart_on_corruption or panic_on_corruption.
+    corruption = call.decision.data.get("corruption_mode", "error").removesuffix("_on_corruption")
+    record = await asyncio.to_thread(
+        agent.storage.mount_layer, call.args["layer_id"], source, info, corruption
+    )
+    return record.describe()
+
+
+def prepare_unmount_layer(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared({"target": agent.storage.layer_target(args["layer_id"])})
+
+
+async def unmount_layer(agent: Agent, call: Call) -> dict[str, Any]:
+    await asyncio.to_thread(agent.storage.unmount_layer, call.args["layer_id"])
+    return {"layer_id": call.args["layer_id"]}
+
+
+def prepare_mount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
+    # Memory scratch is encrypted by SEV-SNP; a disk is encrypted by dm-crypt when the kernel
+    # has it. The registry refuses a disk it cannot encrypt, so `encrypted` is always true
+    # today; the policy still rules on it so that a future plain-disk mode needs its flag.
+    target = agent.storage.scratch_target(args["container_id"])
+    return Prepared({"target": target, "encrypted": True})
+
+
+async def mount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
+    record = await asyncio.to_thread(
+        agent.storage.mount_scratch, call.args["container_id"], call.args["device"]
+    )
+    return {"container_id": record.container_id, "encrypted": record.encrypted, "kind": record.kind}
+
+
+def prepare_unmount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared({"target": agent.storage.scratch_target(args["container_id"])})
+
+
+async def unmount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
+    await asyncio.to_thread(agent.storage.unmount_scratch, call.args["container_id"])
+    return {"container_id": call.args["container_id"]}
+
+
+def prepare_mount_overlay(agent: Agent, args: dict[str, Any]) -> Prepared:
+    storage = agent.storage
+    return Prepared(
+        {
+            "container_id": args["container_id"],
+            "layer_paths": [storage.layer_target(layer_id) for layer_id in args["layer_ids"]],
+            "target": storage.rootfs_target(args["container_id"]),
+        }
+    )
+
+
+async def mount_overlay(agent: Agent, call: Call) -> dict[str, Any]:
+    record = await asyncio.to_thread(
+        agent.storage.mount_overlay, call.args["container_id"], call.args["layer_ids"]
+    )
+    return {"container_id": record.container_id, "layer_ids": record.layer_ids}
+
+
+def prepare_unmount_overlay(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared({"target": agent.storage.rootfs_target(args["container_id"])})
+
+
+async def unmount_overlay(agent: Agent, call: Call) -> dict[str, Any]:
+    await asyncio.to_thread(agent.storage.unmount_overlay, call.args["container_id"])
+    return {"container_id": call.args["container_id"]}
+
+
+def _layer_ids(value: list[str]) -> str | None:
+    if not value:
+        return "needs at least one layer"
+    if len(set(value)) != len(value):
+        return "lists a layer twice"
+    return None
+
+
+OPERATIONS = [
+    Operation(
+        "mount_layer",
+        mount_layer,
+        point="mount_device",
+        prepare=prepare_mount_layer,
+        mutating=True,
+        args={"layer_id": identifier(), "source": Field((str,), max_len=4096)},
+        summary="open a layer as dm-verity (root hash computed, checked by policy)",
+    ),
+    Operation(
+        "unmount_layer",
+        unmount_layer,
+        point="unmount_device",
+        prepare=prepare_unmount_layer,
+        mutating=True,
+        args={"layer_id": identifier()},
+    ),
+    Operation(
+        "mount_scratch",
+        mount_scratch,
+        point="mount_scratch",
+        prepare=prepare_mount_scratch,
+        mutating=True,
+        args={
+            "container_id": identifier(),
+            "device": Field((str, type(None)), default=None, max_len=4096),
+        },
+    ),
+    Operation(
+        "unmount_scratch",
+        unmount_scratch,
+        point="unmount_scratch",
+        prepare=prepare_unmount_scratch,
+        mutating=True,
+        args={"container_id": identifier()},
+    ),
+    Operation(
+        "mount_overlay",
+        mount_overlay,
+        point="mount_overlay",
+        prepare=prepare_mount_overlay,
+        mutating=True,
+        args={
+            "container_id": identifier(),
+            "layer_ids": Field((list,), items=str, max_len=128, check=_layer_ids),
+        },
+    ),
+    Operation(
+        "unmount_overlay",
+        unmount_overlay,
+        point="unmount_overlay",
+        prepare=prepare_unmount_overlay,
+        mutating=True,
+        args={"container_id": identifier()},
+    ),
+]

@@ -1,0 +1,256 @@
+"""What the agent has mounted, and the effects that mount and unmount it.
+
+Every layer, scratch and overlay owns a `StorageStack` of undos, so removing one undoes
+exactly what it did, and `teardown_all` leaves nothing behind at shutdown. Paths are the
+agent's own (under its state directory), never the host's: the host names layers and
+containers by id only.
+
+Two ways to open a layer, chosen once at start-up:
+- `dm-verity` (the guest): the kernel checks every block read against the root hash the agent
+  computed and the policy listed.
+- `verified-loop` (machines without device-mapper): the whole image is verified in userspace,
+  then loop-mounted read-only (see mounts.py for the window this leaves).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guestagent.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NotFoundError,
+)
+from guestagent.storage.dm import DmClient
+from guestagent.storage.mounts import (
+    StorageStack,
+    mount_layer_dm,
+    mount_layer_verified,
+    mount_overlay,
+    mount_scratch_crypt,
+    mount_scratch_tmpfs,
+)
+from guestagent.storage.verity_device import VerityInfo, root_from_device
+
+__all__ = ["DM_CONTROL", "LayerRecord", "StorageRegistry", "storage_mode"]
+
+DM_CONTROL = "/dev/mapper/control"
+
+
+def storage_mode(requested: str = "auto") -> str:
+    """`dm-verity` where the kernel has device-mapper, else `verified-loop`."""
+    if requested == "auto":
+        return "dm-verity" if os.path.exists(DM_CONTROL) else "verified-loop"
+    if requested not in ("dm-verity", "verified-loop"):
+        raise InvalidArgumentError(f"unknown storage mode {requested!r}")
+    return requested
+
+
+@dataclass
+class LayerRecord:
+    layer_id: str
+    source: str
+    target: str
+    root_hash: str
+    mode: str
+    stack: StorageStack = field(repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "layer_id": self.layer_id,
+            "source": self.source,
+            "target": self.target,
+            "root_hash": self.root_hash,
+            "mode": self.mode,
+        }
+
+
+@dataclass
+class ScratchRecord:
+    container_id: str
+    target: str
+    encrypted: bool
+    kind: str
+    stack: StorageStack = field(repr=False)
+
+
+@dataclass
+class OverlayRecord:
+    container_id: str
+    target: str
+    layer_ids: list[str]
+    stack: StorageStack = field(repr=False)
+
+
+class StorageRegistry:
+    def __init__(
+        self,
+        state_dir: str,
+        *,
+        mode: str = "auto",
+        layer_dirs: list[str] | None = None,
+        on_corruption: str = "error",
+    ) -> None:
+        self.root = Path(state_dir)
+        self.mode = storage_mode(mode)
+        self.layer_dirs = [os.path.realpath(d) for d in (layer_dirs or [])]
+        self.layers: dict[str, LayerRecord] = {}
+        self.scratch: dict[str, ScratchRecord] = {}
+        self.overlays: dict[str, OverlayRecord] = {}
+        self._dm: DmClient | None = DmClient() if self.mode == "dm-verity" else None
+        self._lock = threading.Lock()  # effects run in worker threads
+
+    # -- paths the agent owns ----------------------------------------------------------------
+    def layer_target(self, layer_id: str) -> str:
+        return str(self.root / "layers" / layer_id)
+
+    def scratch_target(self, container_id: str) -> str:
+        return str(self.root / "scratch" / container_id)
+
+    def rootfs_target(self, container_id: str) -> str:
+        return str(self.root / "rootfs" / container_id)
+
+    # -- layers ------------------------------------------------------------------------------
+    def check_source(self, source: str) -> str:
+        """A layer comes from a block device, or a regular file in a configured layer dir."""
+        real = os.path.realpath(source)
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as exc:
+            raise NotFoundError(f"layer source {source!r}: {exc.strerror}") from None
+        if stat.S_ISBLK(mode):
+            return real
+        if stat.S_ISREG(mode) and any(os.path.commonpath([real, d]) == d for d in self.layer_dirs):
+            return real
+        raise InvalidArgumentError(
+            f"layer source {source!r} must be a block device or a file under "
+            f"{self.layer_dirs or 'a configured --layer-dir'}",
+            details={"source": source},
+        )
+
+    def measure_layer(self, source: str) -> VerityInfo:
+        """The root hash computed from the device itself (the host's word is never taken)."""
+        return root_from_device(source)
+
+    def mount_layer(
+        self, layer_id: str, source: str, info: VerityInfo, on_corruption: str = "error"
+    ) -> LayerRecord:
+        if layer_id in self.layers:
+            raise AlreadyExistsError(f"layer {layer_id!r} is already mounted")
+        target = self.layer_target(layer_id)
+        stack = StorageStack()
+        if self._dm is not None:
+            mount_layer_dm(
+                source, target, info, stack, self._dm, f"ga-layer-{layer_id}", self.on_corruption
+            )
+        else:
+            mount_layer_verified(source, target, info, stack)
+        record = LayerRecord(layer_id, source, target, info.root_hash, self.mode, stack)
+        with self._lock:
+            self.layers[layer_id] = record
+        return record
+
+    def unmount_layer(self, layer_id: str) -> None:
+        record = self._get(self.layers, layer_id, "layer")
+        users = [c for c, o in self.overlays.items() if layer_id in o.layer_ids]
+        if users:
+            raise InvalidStateError(f"layer {layer_id!r} is in use by overlays of {users}")
+        record.stack.teardown()
+        with self._lock:
+            del self.layers[layer_id]
+
+    # -- scratch -----------------------------------------------------------------------------
+    def mount_scratch(self, container_id: str, device: str | None) -> ScratchRecord:
+        if container_id in self.scratch:
+            raise AlreadyExistsError(f"scratch for {container_id!r} already exists")
+        target = self.scratch_target(container_id)
+        stack = StorageStack()
+        if device is None:
+            # Guest memory: under SEV-SNP it is encrypted with the VM's key, so a tmpfs
+            # scratch never reaches the host in the clear.
+            mount_scratch_tmpfs(target, stack)
+            record = ScratchRecord(container_id, target, True, "memory", stack)
+        elif self._dm is not None:
+            mount_scratch_crypt(device, target, stack, self._dm, f"ga-scratch-{container_id}")
+            record = ScratchRecord(container_id, target, True, "dm-crypt", stack)
+        else:
+            raise InvalidStateError(
+                "a scratch disk needs device-mapper (dm-crypt) and this kernel has none; "
+                "omit the device to use guest memory"
+            )
+        with self._lock:
+            self.scratch[container_id] = record
+        return record
+
+    def unmount_scratch(self, container_id: str) -> None:
+        record = self._get(self.scratch, container_id, "scratch")
+        if container_id in self.overlays:
+            raise InvalidStateError(f"the overlay of {container_id!r} still uses its scratch")
+        record.stack.teardown()
+        with self._lock:
+            del self.scratch[container_id]
+
+    # -- overlays ----------------------------------------------------------------------------
+    def mount_overlay(self, container_id: str, layer_ids: list[str]) -> OverlayRecord:
+        if container_id in self.overlays:
+            raise AlreadyExistsError(f"overlay for {container_id!r} already exists")
+        scratch = self._get(self.scratch, container_id, "scratch")
+        layers = [self._get(self.layers, layer_id, "layer").target for layer_id in layer_ids]
+        stack = StorageStack()
+        target = mount_overlay(layers, scratch.target, self.rootfs_target(container_id), stack)
+        record = OverlayRecord(container_id, target, list(layer_ids), stack)
+        with self._lock:
+            self.overlays[container_id] = record
+        return record
+
+    def unmount_overlay(self, container_id: str) -> None:
+        record = self._get(self.overlays, container_id, "overlay")
+        record.stack.teardown()
+        with self._lock:
+            del self.overlays[container_id]
+
+    # -- everything --------------------------------------------------------------------------
+    def teardown_all(self) -> list[str]:
+        """Unmount everything, overlays first; returns the failures (each taints the agent)."""
+        failures: list[str] = []
+        for table in (self.overlays, self.scratch, self.layers):
+            for key in list(table):
+                try:
+                    table[key].stack.teardown()
+                except Exception as exc:
+                    failures.append(f"{key}: {exc}")
+                with self._lock:
+                    del table[key]
+        return failures
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "layers": [r.describe() for r in self.layers.values()],
+            "scratch": [
+                {
+                    "container_id": r.container_id,
+                    "target": r.target,
+                    "encrypted": r.encrypted,
+                    "kind": r.kind,
+                }
+                for r in self.scratch.values()
+            ],
+            "overlays": [
+                {"container_id": r.container_id, "target": r.target, "layer_ids": r.layer_ids}
+                for r in self.overlays.values()
+            ],
+        }
+
+    @staticmethod
+    def _get(table: dict[str, Any], key: str, what: str) -> Any:
+        try:
+            return table[key]
+        except KeyError:
+            raise NotFoundError(f"no {what} {key!r}") from None
