@@ -11,14 +11,24 @@ mirror=${MIRROR:-$("$here/apt-mirror.sh" "$suite")}
 
 command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
 
-# The guest's userland: Python and the agent's runtime dependencies from Debian, the OCI
-# runtime, and tools for storage. python3-cffi-backend is named because debootstrap does not
-# resolve the virtual package python3-cryptography needs.
+# The guest's userland: Python, the OCI runtime and storage tools from Debian; the agent's
+# Python dependencies come pinned from PyPI (rootfs-requirements.txt), see below.
 packages=$(paste -sd, "$here/rootfs-packages.txt")
 
 rm -rf "$tree"
 debootstrap --variant=minbase --include="$packages" "$suite" "$tree" "$mirror" >"$tree.log" 2>&1 ||
     { tail -n 30 "$tree.log" >&2; exit 1; }
+
+# Binary wheels for the guest's CPython 3.11 (same as bookworm's), no .pyc from pip: they are
+# compiled below with hash-based invalidation, so the tree carries no build timestamps.
+site=$tree/usr/local/lib/python3.11/dist-packages
+python3 -m pip install -q --disable-pip-version-check --no-compile --target "$site" \
+    --only-binary=:all: --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --python-version 3.11 --implementation cp \
+    -r "$here/rootfs-requirements.txt"
+rm -rf "$site/bin"
+chroot "$tree" python3 -m compileall -q --invalidation-mode unchecked-hash \
+    /usr/local/lib/python3.11/dist-packages >/dev/null
 
 # Drop what a read-only guest never needs: package caches, lists, logs, docs.
 rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/* "$tree"/var/log/* \

@@ -19,7 +19,9 @@ from guest_images import GuestImages, build_images
 from qemu_guest import Disk, Guest, qemu_binary
 
 # The real agent's launch, as the lead's server takes it; overridable for local experiments.
-AGENT_SERVE_ARGS = os.environ.get("GUESTAGENT_VM_SERVE_ARGS", "")
+AGENT_SERVE_ARGS = os.environ.get(
+    "GUESTAGENT_VM_SERVE_ARGS", "--snp sim --sim-state /run/guestagent-sim"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

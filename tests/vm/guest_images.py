@@ -101,7 +101,9 @@ def _initramfs(kernel_dir: Path, kernel_key: str) -> Path:
 
 def _tree() -> tuple[Path, str]:
     mirror = _output([str(SCRIPTS / "apt-mirror.sh")])
-    inputs = [SCRIPTS / "rootfs-tree.sh", SCRIPTS / "rootfs-packages.txt"]
+    inputs = [
+        SCRIPTS / n for n in ("rootfs-tree.sh", "rootfs-packages.txt", "rootfs-requirements.txt")
+    ]
     key = hashlib.sha256(f"{mirror}\n{_sha256_files(inputs)}".encode()).hexdigest()
 
     def build(tmp: Path) -> None:

@@ -15,6 +15,8 @@ from qemu_guest import Guest
 
 from guestagent.client.sync_client import Client
 
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
 
 def test_handshake_and_status_over_virtio_serial(booted_guest: Guest) -> None:
     client = booted_guest.client

@@ -9,7 +9,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from qemu_guest import Disk, Guest
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 # A stand-in agent, run by busybox sh straight from a raw disk (/dev/vdb): it reports what init
 # set up, then serves the virtio-serial port `agent.0` line by line until told to exit.

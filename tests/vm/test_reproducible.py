@@ -8,7 +8,10 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+import pytest
 from guest_images import SCRIPTS, GuestImages, read_env
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 
