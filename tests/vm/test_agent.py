@@ -37,11 +37,6 @@ def test_pipelined_requests_are_answered_in_order(booted_guest: Guest) -> None:
     assert all(reply["ok"] for reply in replies)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent serial listener: a host connecting after the port cycled on EOF is dropped "
-    "(reported to the lead); flips to XPASS -> failure once fixed",
-)
 def test_host_connecting_late_is_served(make_guest) -> None:
     guest = make_guest()
     guest.wait_for_console(r'"listening"', timeout=240)
