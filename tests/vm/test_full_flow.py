@@ -33,7 +33,7 @@ VSOCK_CTL = [
     "--connect",
     "vsock://local:1024",
     "ping",
-    "payload=over vsock",
+    "payload@=/proc/sys/kernel/hostname",
 ]
 
 
