@@ -188,7 +188,7 @@ def run_flow(guest: Guest, layers: dict[str, Path | str], policy: bytes, host_da
         )
         read = output(client, "c2", bad["exec_id"])
         assert len(read) < len(BIG) and set(read) <= {ord("A")}  # the tampered byte: never
-        assert b"I/O error" in output(client, "c2", bad["exec_id"], "stderr")
+        assert b"Input/output error" in output(client, "c2", bad["exec_id"], "stderr")
         assert (
             client.call("wait_process", {"container_id": "c2", "exec_id": bad["exec_id"]})[
                 "exit_code"
