@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -56,6 +56,7 @@ class EnvMatcher:
     exact: frozenset[str]
     combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
     regex_rules: tuple[EnvRule, ...]
+    required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
 
     @classmethod
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
@@ -68,7 +69,7 @@ class EnvMatcher:
                 combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
             except re.error:  # e.g. inline flags that must lead the pattern
                 combined = None
-        return cls(rules, exact, combined, regex_rules)
+        return cls(rules, exact, combined, regex_rules, tuple(r for r in rules if r.required))
 
     def allows(self, var: str) -> bool:
         if var in self.exact:
@@ -78,6 +79,17 @@ class EnvMatcher:
         if self.combined is not None:
             return self.combined.fullmatch(var) is not None
         return any(rule.matches(var) for rule in self.regex_rules)
+
+    def allows_all(self, env: Iterable[str]) -> bool:
+        """all(map(self.allows, env)), inlined: this runs per request."""
+        exact, combined = self.exact, self.combined
+        if combined is None:
+            return all(map(self.allows, env))
+        fullmatch = combined.fullmatch
+        for var in env:
+            if var not in exact and (len(var) > MAX_INPUT_LENGTH or fullmatch(var) is None):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,16 @@ class CapabilitySets:
     inheritable: frozenset[str]
     permitted: frozenset[str]
     ambient: frozenset[str]
+    # Each set sorted, in CAPABILITY_SETS order: what a decision grants when asked == policy.
+    sorted_sets: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
+
+    # The five sets as one tuple, in CAPABILITY_SETS order: compared with one ==.
+    sets: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sets = tuple(getattr(self, name) for name in CAPABILITY_SETS)
+        object.__setattr__(self, "sets", sets)
+        object.__setattr__(self, "sorted_sets", tuple(tuple(sorted(s)) for s in sets))
 
     def get(self, name: str) -> frozenset[str]:
         return getattr(self, name)
@@ -154,10 +176,19 @@ class Container:
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
+    mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(
+        default=None, compare=False, repr=False
+    )  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.env_matcher is None:
             object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
+        by_destination: dict[str, list[tuple[int, MountRule]]] = {}
+        for index, rule in enumerate(self.mounts):
+            by_destination.setdefault(rule.destination, []).append((index, rule))
+        indexed = MappingProxyType({k: tuple(v) for k, v in by_destination.items()})
+        object.__setattr__(self, "mounts_by_destination", indexed)
 
 
 _CONTAINER_FIELDS = frozenset(

@@ -10,6 +10,8 @@ from guestagent.errors import ErrorCode, PolicyDenied
 
 __all__ = ["Decision"]
 
+_set_slot = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -29,6 +31,28 @@ class Decision:
     data: Mapping[str, Any] = field(default_factory=dict)
     next_state: Any = None
     code: ErrorCode = ErrorCode.POLICY_DENIED
+
+    def __init__(
+        self,
+        allowed: bool,
+        point: str,
+        rule: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        next_state: Any = None,
+        code: ErrorCode = ErrorCode.POLICY_DENIED,
+    ) -> None:
+        # Hand-written (dataclass keeps it): a decision is built per request, and the
+        # generated frozen __init__ costs twice as much.
+        _set_slot(self, "allowed", allowed)
+        _set_slot(self, "point", point)
+        _set_slot(self, "rule", rule)
+        _set_slot(self, "reason", reason)
+        _set_slot(self, "details", {} if details is None else details)
+        _set_slot(self, "data", {} if data is None else data)
+        _set_slot(self, "next_state", next_state)
+        _set_slot(self, "code", code)
 
     def raise_if_denied(self) -> None:
         if not self.allowed:

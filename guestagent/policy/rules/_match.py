@@ -110,14 +110,17 @@ def match_env(
 ) -> tuple[list[str] | None, Failure | None]:
     """Kept env, or the first unmatched variable / missing required rule."""
     allows = matcher.allows
-    kept = [var for var in env if allows(var)]
-    if len(kept) != len(env) and not dropping:
-        var = next(v for v in env if not allows(v))
-        return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    if matcher.allows_all(env):
+        kept = list(env)
+    else:
+        kept = [var for var in env if allows(var)]
+        if not dropping:
+            var = next(v for v in env if not allows(v))
+            return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    if not matcher.required:
+        return kept, None
     present = set(kept)
-    for rule in matcher.rules:
-        if not rule.required:
-            continue
+    for rule in matcher.required:
         if rule.compiled is None:
             found = rule.pattern in present
         else:
@@ -127,16 +130,43 @@ def match_env(
     return kept, None
 
 
+def _same_sets(want: tuple[frozenset[str], ...], asked: Mapping[str, Sequence[str]]) -> bool:
+    b, e, i, p, a = want
+    return (
+        b == frozenset(asked["bounding"])
+        and e == frozenset(asked["effective"])
+        and i == frozenset(asked["inheritable"])
+        and p == frozenset(asked["permitted"])
+        and a == frozenset(asked["ambient"])
+    )
+
+
 def match_caps(
     expected: CapabilitySets, asked: Mapping[str, Sequence[str]], dropping: bool
 ) -> tuple[dict[str, list[str]] | None, Failure | None]:
     """Each set equal to the policy's; with dropping, the extras are dropped instead."""
+    if _same_sets(expected.sets, asked):
+        b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
+        kept = {
+            "bounding": list(b),
+            "effective": list(e),
+            "inheritable": list(i),
+            "permitted": list(p),
+            "ambient": list(a),
+        }
+        return kept, None
     kept: dict[str, list[str]] = {}
-    for name in CAPABILITY_SETS:
-        want = expected.get(name)
+    wants = (
+        expected.bounding,
+        expected.effective,
+        expected.inheritable,
+        expected.permitted,
+        expected.ambient,
+    )
+    for name, want, want_sorted in zip(CAPABILITY_SETS, wants, expected.sorted_sets, strict=True):
         have = frozenset(asked[name])
         if have == want:
-            kept[name] = sorted(have)
+            kept[name] = list(want_sorted)  # == sorted(have), sorted once at policy load
         elif dropping:
             kept[name] = sorted(have & want)
         else:

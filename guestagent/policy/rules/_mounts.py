@@ -26,23 +26,33 @@ class DefaultMount:
     sources: frozenset[str]
     destination: str
     required: frozenset[str]
+    # (required options, forbidden opposites), for an unelevated and an elevated container.
+    plain: tuple[frozenset[str], frozenset[str]]
+    elevated: tuple[frozenset[str], frozenset[str]]
 
     def allows(self, mount: Mapping[str, Any], elevated: bool) -> bool:
         if mount["destination"] != self.destination or mount["type"] not in self.type:
             return False
         if mount["source"] not in self.sources:
             return False
-        options = set(mount["options"])
-        required = self.required - {"ro"} if elevated else self.required
-        return required <= options and not any(_OPPOSITE[o] in options for o in required)
+        required, forbidden = self.elevated if elevated else self.plain
+        options = mount["options"]
+        return required.issubset(options) and forbidden.isdisjoint(options)
+
+
+def _options_rule(required: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    return required, frozenset(_OPPOSITE[o] for o in required)
 
 
 def _default(kind: str, source: str, dest: str, required: str) -> DefaultMount:
+    options = frozenset(required.split(","))
     return DefaultMount(
         frozenset(kind.split("|")),
         frozenset(source.split("|")),
         dest,
-        frozenset(required.split(",")),
+        options,
+        _options_rule(options),
+        _options_rule(options - {"ro"}),
     )
 
 
@@ -56,16 +66,19 @@ DEFAULT_MOUNTS = (
     _default("cgroup|cgroup2", "cgroup|cgroup2", "/sys/fs/cgroup", "nosuid,noexec,nodev,ro"),
 )
 
-_DEFAULT_BY_DESTINATION = {d.destination: k for k, d in enumerate(DEFAULT_MOUNTS)}
+# destination -> (slot among the defaults, the default mount)
+_DEFAULT_BY_DESTINATION = {d.destination: (k, d) for k, d in enumerate(DEFAULT_MOUNTS)}
 
 
-def _rule_allows(rule: MountRule, mount: Mapping[str, Any], options: tuple[str, ...]) -> bool:
-    return (
-        rule.destination == mount["destination"]
-        and rule.type == mount["type"]
-        and rule.options == options
-        and rule.source.matches(mount["source"])
-    )
+def _fits(rules: Sequence[tuple[int, MountRule]], mount: Mapping[str, Any]) -> list[int]:
+    """Indices of the policy mounts (all with the mount's destination) that fit it."""
+    options = tuple(sorted(mount["options"]))
+    kind, source = mount["type"], mount["source"]
+    return [
+        j
+        for j, rule in rules
+        if rule.type == kind and rule.options == options and rule.source.matches(source)
+    ]
 
 
 def _describe(rule: MountRule) -> dict[str, Any]:
@@ -97,17 +110,24 @@ def _assign(edges: list[list[int]], slots: int) -> int | None:
 
 
 def match_mounts(
-    rules: Sequence[MountRule], mounts: Sequence[Mapping[str, Any]], elevated: bool
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
 ) -> dict[str, Any] | None:
-    """None if every mount gets its own rule; else a failure naming the first misfit."""
+    """None if every mount gets its own rule; else a failure naming the first misfit.
+
+    `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
+    """
     edges: list[list[int]] = []
     n = len(rules)
     for i, mount in enumerate(mounts):
-        options = tuple(sorted(mount["options"]))
-        row = [j for j, rule in enumerate(rules) if _rule_allows(rule, mount, options)]
-        k = _DEFAULT_BY_DESTINATION.get(mount["destination"])
-        if k is not None and DEFAULT_MOUNTS[k].allows(mount, elevated):
-            row.append(n + k)
+        destination = mount["destination"]
+        here = by_destination.get(destination)
+        row = _fits(here, mount) if here else []
+        default = _DEFAULT_BY_DESTINATION.get(destination)
+        if default is not None and default[1].allows(mount, elevated):
+            row.append(n + default[0])
         if not row:
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
             return {

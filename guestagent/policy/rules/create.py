@@ -22,8 +22,9 @@ from guestagent.policy.rules._common import (
     is_str_list,
     is_user,
 )
+from guestagent.policy.rules._fastinput import create_input_ok
 from guestagent.policy.rules._mounts import match_mounts
-from guestagent.policy.state import PolicyState, with_item
+from guestagent.policy.state import PolicyState
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
 
@@ -32,6 +33,7 @@ __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
 # time namespaces only take privilege away, so they are allowed.
 BASE_NAMESPACES = frozenset({"pid", "ipc", "uts", "mount"})
 KNOWN_NAMESPACES = BASE_NAMESPACES | {"network", "cgroup", "user", "time"}
+_WITH_NETWORK = BASE_NAMESPACES | {"network"}
 
 
 _MOUNT_SCHEMA = {"destination": is_str, "source": is_str, "type": is_str, "options": is_str_list}
@@ -138,7 +140,8 @@ def _sysctl(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _mounts(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
-    failure = match_mounts(c.mounts, req["mounts"], c.allow_elevated and req["privileged"])
+    elevated = c.allow_elevated and req["privileged"]
+    failure = match_mounts(c.mounts, c.mounts_by_destination, req["mounts"], elevated)
     if failure is not None:
         asked = failure["asked"]
         failure["why"] = (
@@ -200,8 +203,8 @@ def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
             asked=req["unsupported_fields"],
             allowed=[],
         )
-    unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
-    if unknown:
+    if not KNOWN_NAMESPACES.issuperset(req["namespaces"]):
+        unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
         return deny(
             point,
             "namespaces",
@@ -212,16 +215,58 @@ def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
     return None
 
 
-def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
-    check_input(req, SCHEMA)
-    early = _precheck(state, req)
-    if early is not None:
-        return early
-    cid = req["container_id"]
+def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp: str) -> bool:
+    """True iff no check in CHECKS fails for `c`: the same tests, in the same order, without
+    building explanations (tests/policy/test_fast_paths.py holds them to agree)."""
+    user, rule = req["user"], c.user
+    return (
+        argv == c.command
+        and req["working_dir"] == c.working_dir
+        and rule.uid.lo <= user["uid"] <= rule.uid.hi
+        and rule.gid.lo <= user["gid"] <= rule.gid.hi
+        and rule.additional_gids.issuperset(user["additional_gids"])
+        and (c.allow_elevated or not req["privileged"])
+        and (req["no_new_privileges"] or not c.no_new_privileges)
+        and seccomp == c.seccomp_profile_sha256
+        and (c.allow_terminal or not req["terminal"])
+        and (BASE_NAMESPACES if c.host_network else _WITH_NETWORK).issubset(req["namespaces"])
+        and c.devices.issuperset(req["devices"])
+        and (not req["sysctl"] or _sysctl(c, req) is None)
+        and _mounts_fit(c, req)
+    )
+
+
+def _mounts_fit(c: Container, req: Mapping[str, Any]) -> bool:
+    elevated = c.allow_elevated and req["privileged"]
+    return match_mounts(c.mounts, c.mounts_by_destination, req["mounts"], elevated) is None
+
+
+Matches = tuple[list[int], list[dict[str, Any]]]
+
+
+def _quick_matches(policy: Policy, candidates: tuple[int, ...], req: Mapping[str, Any]) -> Matches:
+    """The candidates that allow the request, and their data; no explanations."""
+    survivors: list[int] = []
+    datas: list[dict[str, Any]] = []
+    argv, seccomp = tuple(req["argv"]), req["seccomp_profile_sha256"].lower()
+    for index in candidates:
+        container = policy.containers[index]
+        if _passes(container, req, argv, seccomp):
+            data = proc.env_and_caps(policy, container, req, len(CHECKS))
+            if type(data) is dict:
+                survivors.append(index)
+                datas.append(data)
+    return survivors, datas
+
+
+def _explained_matches(
+    policy: Policy, candidates: tuple[int, ...], req: Mapping[str, Any]
+) -> tuple[list[int], list[dict[str, Any]], list[tuple[int, int, str, dict[str, Any]]]]:
+    """As _quick_matches, with each failing candidate's first failure (rank, field, why)."""
     survivors: list[int] = []
     datas: list[dict[str, Any]] = []
     failures: list[tuple[int, int, str, dict[str, Any]]] = []
-    for index in state.candidates[cid]:
+    for index in candidates:
         container = policy.containers[index]
         failed = first_failure(container, req, CHECKS)
         if failed is None:
@@ -232,9 +277,23 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
                 continue
             failed = failed_or_data
         failures.append((index, *failed))
-    if not survivors:
-        return deny_candidates("create_container", policy, f"container {cid}", failures)
-    if not same_data(datas):
+    return survivors, datas, failures
+
+
+def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
+    if not create_input_ok(req):
+        check_input(req, SCHEMA)  # raises the precise BadInput (or accepts a rare shape)
+    early = _precheck(state, req)
+    if early is not None:
+        return early
+    cid = req["container_id"]
+    candidates = state.candidates[cid]
+    survivors, datas = _quick_matches(policy, candidates, req)
+    if not survivors:  # a denial: run the checks again, this time explaining each miss
+        survivors, datas, failures = _explained_matches(policy, candidates, req)
+        if not survivors:
+            return deny_candidates("create_container", policy, f"container {cid}", failures)
+    if len(datas) > 1 and not same_data(datas):
         return deny(
             "create_container",
             "candidates",
@@ -242,7 +301,7 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
             candidates=[policy.containers[i].name for i in survivors],
         )
     after = state.evolve(
-        candidates=with_item(state.candidates, cid, tuple(survivors)), created=state.created | {cid}
+        candidates=state.candidates.set(cid, tuple(survivors)), created=state.created.add(cid)
     )
     names = [policy.containers[i].name for i in survivors]
     data = {**datas[0], "candidates": names}

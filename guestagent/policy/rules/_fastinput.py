@@ -1,0 +1,163 @@
+"""One-pass shape checks for the hot points (create_container, exec_in_container).
+
+Each returns True only for an input the exact schema check (`check_input`) accepts; it may
+be stricter (plain dicts and lists only, no int subclasses), never looser. An input it does
+not accept goes through the exact check, which raises the precise BadInput naming the field
+(or accepts an unusual but valid shape). So failing closed, and the field named in a
+denial, are exactly those of the schema; only the common case is cheaper.
+
+Instead of a call per field and per item, the work is done in bulk at C speed: the field
+values are fetched with one itemgetter, their types compared as one tuple, and every string
+of the request gathered into one list checked with one type set, one join (for NUL) and one
+length bound.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+from guestagent.policy.rules._common import CAP_SET_NAMES, MAX_FIELD_TEXT, MAX_LIST
+
+__all__ = ["create_input_ok", "exec_input_ok"]
+
+_STR = frozenset({str})
+_INT = frozenset({int})
+_U32 = 2**32
+_MAX_MOUNTS = 1024
+_MAX_SYSCTL = 1024
+
+_caps = itemgetter(*CAP_SET_NAMES)
+_CAP_TYPES = (list,) * len(CAP_SET_NAMES)
+_user = itemgetter("uid", "gid", "additional_gids")
+_USER_TYPES = (int, int, list)
+_mount = itemgetter("destination", "source", "type", "options")
+
+# The process fields exec and create share, in this order, then create's own.
+_PROCESS = (
+    ("container_id", str),
+    ("working_dir", str),
+    ("argv", list),
+    ("env", list),
+    ("user", dict),
+    ("capabilities", dict),
+    ("no_new_privileges", bool),
+    ("terminal", bool),
+)
+_CREATE = (
+    *_PROCESS,
+    ("seccomp_profile_sha256", str),
+    ("rootfs", str),
+    ("namespaces", list),
+    ("devices", list),
+    ("privileged_reasons", list),
+    ("host_namespaces", list),
+    ("unsupported_fields", list),
+    ("mounts", list),
+    ("sysctl", dict),
+    ("hooks", bool),
+    ("privileged", bool),
+    ("umask", int),  # or None: see _CREATE_TYPES
+)
+_exec_fields = itemgetter(*(name for name, _ in _PROCESS))
+_EXEC_TYPES = tuple(kind for _, kind in _PROCESS)
+_create_fields = itemgetter(*(name for name, _ in _CREATE))
+_CREATE_TYPES = frozenset(
+    {
+        tuple(kind for _, kind in _CREATE),
+        (*(kind for _, kind in _CREATE[:-1]), type(None)),
+    }
+)
+
+
+def _texts_ok(texts: list[Any]) -> bool:
+    """Every item a str without NUL of at most MAX_FIELD_TEXT characters."""
+    if not set(map(type, texts)) <= _STR:
+        return False
+    joined = "".join(texts)
+    if "\x00" in joined:
+        return False
+    return len(joined) <= MAX_FIELD_TEXT or max(map(len, texts)) <= MAX_FIELD_TEXT
+
+
+def _user_ok(user: dict[str, Any]) -> bool:
+    if len(user) != 3:
+        return False
+    try:
+        uid, gid, gids = _user(user)
+    except KeyError:
+        return False
+    if (type(uid), type(gid), type(gids)) != _USER_TYPES:
+        return False
+    if not (0 <= uid < _U32 and 0 <= gid < _U32) or len(gids) > MAX_LIST:
+        return False
+    return not gids or (set(map(type, gids)) <= _INT and min(gids) >= 0 and max(gids) < _U32)
+
+
+def _cap_sets(caps: dict[str, Any]) -> tuple[list[str], ...] | None:
+    """The five capability lists, if `caps` holds exactly those (as lists)."""
+    if len(caps) != len(CAP_SET_NAMES):
+        return None
+    try:
+        sets = _caps(caps)
+    except KeyError:
+        return None
+    return sets if tuple(map(type, sets)) == _CAP_TYPES else None
+
+
+def exec_input_ok(req: Any) -> bool:
+    """True if the exec_in_container input is certainly well formed."""
+    if type(req) is not dict or len(req) != len(_PROCESS):
+        return False
+    try:
+        values = _exec_fields(req)
+    except KeyError:
+        return False
+    if tuple(map(type, values)) != _EXEC_TYPES or not _user_ok(values[4]):
+        return False
+    sets = _cap_sets(values[5])
+    if sets is None:
+        return False
+    cid, working_dir, argv, env = values[:4]
+    if max(len(argv), len(env), *map(len, sets)) > MAX_LIST:
+        return False
+    b, e, i, p, a = sets
+    return _texts_ok([cid, working_dir, *argv, *env, *b, *e, *i, *p, *a])
+
+
+def create_input_ok(req: Any) -> bool:
+    """True if the create_container input is certainly well formed."""
+    if type(req) is not dict or len(req) != len(_CREATE):
+        return False
+    try:
+        values = _create_fields(req)
+    except KeyError:
+        return False
+    if tuple(map(type, values)) not in _CREATE_TYPES or not _user_ok(values[4]):
+        return False
+    sets = _cap_sets(values[5])
+    if sets is None:
+        return False
+    cid, working_dir, argv, env = values[:4]
+    seccomp, rootfs, ns, devices, reasons, host_ns, unsupported, mounts, sysctl = values[8:17]
+    umask = values[-1]
+    if umask is not None and not 0 <= umask < _U32:
+        return False
+    b, e, i, p, a = sets
+    lists = (argv, env, ns, devices, reasons, host_ns, unsupported, b, e, i, p, a)
+    if max(map(len, lists)) > MAX_LIST or len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
+        return False
+    texts = [cid, working_dir, seccomp, rootfs, *argv, *env, *ns, *devices, *reasons, *host_ns]
+    texts += (*unsupported, *b, *e, *i, *p, *a, *sysctl)
+    texts += sysctl.values()
+    for mount in mounts:
+        if type(mount) is not dict or len(mount) != 4:
+            return False
+        try:
+            destination, source, kind, options = _mount(mount)
+        except KeyError:
+            return False
+        if type(options) is not list or len(options) > MAX_LIST:
+            return False
+        texts += (destination, source, kind, *options)
+    return _texts_ok(texts)
