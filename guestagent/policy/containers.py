@@ -187,7 +187,8 @@ class Container:
         by_destination: dict[str, list[tuple[int, MountRule]]] = {}
         for index, rule in enumerate(self.mounts):
             by_destination.setdefault(rule.destination, []).append((index, rule))
-        indexed = MappingProxyType({k: tuple(v) for k, v in by_destination.items()})
+        # A plain dict (nobody else holds it): MappingProxyType lookups cost twice as much.
+        indexed = {k: tuple(v) for k, v in by_destination.items()}
         object.__setattr__(self, "mounts_by_destination", indexed)
 
 

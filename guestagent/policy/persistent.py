@@ -23,6 +23,7 @@ T = TypeVar("T", bound=Hashable)
 WIDTH = 32
 _MASK = WIDTH - 1
 _set_slot = object.__setattr__
+_new = object.__new__
 _EMPTY_DICT: dict[Any, Any] = {}  # shared by empty buckets: buckets are never mutated
 _EMPTY_SET: frozenset[Any] = frozenset()
 
@@ -89,7 +90,10 @@ class PMap(_Frozen, Mapping[K, V], Generic[K, V]):
         changed[key] = value
         buckets = list(self._buckets)
         buckets[slot] = changed
-        return PMap._make(tuple(buckets), size)
+        new = _new(PMap)
+        _set_slot(new, "_buckets", tuple(buckets))
+        _set_slot(new, "_size", size)
+        return new
 
     def delete(self, *keys: K) -> PMap[K, V]:
         """A map without `keys` (absent keys are ignored)."""
@@ -159,7 +163,10 @@ class PSet(_Frozen, Set[T], Generic[T]):
             return self
         buckets = list(self._buckets)
         buckets[slot] = bucket | {item}
-        return PSet._make(tuple(buckets), self._size + 1)
+        new = _new(PSet)
+        _set_slot(new, "_buckets", tuple(buckets))
+        _set_slot(new, "_size", self._size + 1)
+        return new
 
     def discard(self, item: T) -> PSet[T]:
         """A set without `item` (the same set if it was absent)."""

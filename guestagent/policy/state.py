@@ -27,6 +27,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _set_slot = object.__setattr__
+_new = object.__new__
 _EMPTY_MAP: PMap[Any, Any] = PMap()
 _EMPTY_SET: PSet[Any] = PSet()
 
@@ -54,7 +55,7 @@ class Overlay:
     layers: tuple[str, ...]  # the verified root hashes of layer_paths, base first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PolicyState:
     """Mounted devices, overlays, scratch, containers and the policy entries still matching.
 
@@ -85,29 +86,27 @@ class PolicyState:
         processes: Mapping[str, frozenset[tuple[str, ...]]] = _EMPTY_MAP,
         layer_users: Mapping[str, tuple[str, ...]] = _EMPTY_MAP,
     ) -> None:
-        _set_slot(self, "devices", _as_pmap(devices))
-        _set_slot(self, "overlays", _as_pmap(overlays))
-        _set_slot(self, "scratch", _as_pmap(scratch))
-        _set_slot(self, "candidates", _as_pmap(candidates))
-        _set_slot(self, "rootfs", _as_pmap(rootfs))
-        _set_slot(self, "created", _as_pset(created))
-        _set_slot(self, "started", _as_pset(started))
-        _set_slot(self, "processes", _as_pmap(processes))
-        _set_slot(self, "layer_users", _as_pmap(layer_users))
+        fields = {
+            "devices": _as_pmap(devices),
+            "overlays": _as_pmap(overlays),
+            "scratch": _as_pmap(scratch),
+            "candidates": _as_pmap(candidates),
+            "rootfs": _as_pmap(rootfs),
+            "created": _as_pset(created),
+            "started": _as_pset(started),
+            "processes": _as_pmap(processes),
+            "layer_users": _as_pmap(layer_users),
+        }
+        _set_slot(self, "__dict__", fields)
 
     def evolve(self, **changes: Any) -> PolicyState:
-        """A copy with `changes` (persistent collections) applied; no conversion, no checks."""
-        new = object.__new__(PolicyState)
-        get = changes.get
-        _set_slot(new, "devices", get("devices", self.devices))
-        _set_slot(new, "overlays", get("overlays", self.overlays))
-        _set_slot(new, "scratch", get("scratch", self.scratch))
-        _set_slot(new, "candidates", get("candidates", self.candidates))
-        _set_slot(new, "rootfs", get("rootfs", self.rootfs))
-        _set_slot(new, "created", get("created", self.created))
-        _set_slot(new, "started", get("started", self.started))
-        _set_slot(new, "processes", get("processes", self.processes))
-        _set_slot(new, "layer_users", get("layer_users", self.layer_users))
+        """A copy with `changes` (persistent collections, known field names) applied.
+
+        No conversion and no checks: this runs on every allowed decision, and the rules
+        pass PMap/PSet values made from the current ones.
+        """
+        new = _new(PolicyState)
+        _set_slot(new, "__dict__", {**self.__dict__, **changes})
         return new
 
     def summary(self) -> dict[str, Any]:

@@ -14,21 +14,19 @@ length bound.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import countOf, itemgetter
 from typing import Any
 
 from guestagent.policy.rules._common import CAP_SET_NAMES, MAX_FIELD_TEXT, MAX_LIST
 
 __all__ = ["create_input_ok", "exec_input_ok"]
 
-_STR = frozenset({str})
 _INT = frozenset({int})
 _U32 = 2**32
 _MAX_MOUNTS = 1024
 _MAX_SYSCTL = 1024
 
 _caps = itemgetter(*CAP_SET_NAMES)
-_CAP_TYPES = (list,) * len(CAP_SET_NAMES)
 _user = itemgetter("uid", "gid", "additional_gids")
 _USER_TYPES = (int, int, list)
 _mount = itemgetter("destination", "source", "type", "options")
@@ -57,22 +55,18 @@ _CREATE = (
     ("sysctl", dict),
     ("hooks", bool),
     ("privileged", bool),
-    ("umask", int),  # or None: see _CREATE_TYPES
+    ("umask", int),  # or None: see _CREATE_TYPES_NO_UMASK
 )
 _exec_fields = itemgetter(*(name for name, _ in _PROCESS))
 _EXEC_TYPES = tuple(kind for _, kind in _PROCESS)
 _create_fields = itemgetter(*(name for name, _ in _CREATE))
-_CREATE_TYPES = frozenset(
-    {
-        tuple(kind for _, kind in _CREATE),
-        (*(kind for _, kind in _CREATE[:-1]), type(None)),
-    }
-)
+_CREATE_TYPES = tuple(kind for _, kind in _CREATE)
+_CREATE_TYPES_NO_UMASK = (*_CREATE_TYPES[:-1], type(None))
 
 
 def _texts_ok(texts: list[Any]) -> bool:
     """Every item a str without NUL of at most MAX_FIELD_TEXT characters."""
-    if not set(map(type, texts)) <= _STR:
+    if countOf(map(type, texts), str) != len(texts):
         return False
     joined = "".join(texts)
     if "\x00" in joined:
@@ -99,10 +93,12 @@ def _cap_sets(caps: dict[str, Any]) -> tuple[list[str], ...] | None:
     if len(caps) != len(CAP_SET_NAMES):
         return None
     try:
-        sets = _caps(caps)
+        b, e, i, p, a = sets = _caps(caps)
     except KeyError:
         return None
-    return sets if tuple(map(type, sets)) == _CAP_TYPES else None
+    if type(b) is list and type(e) is list and type(i) is list and type(p) is list:
+        return sets if type(a) is list else None
+    return None
 
 
 def exec_input_ok(req: Any) -> bool:
@@ -119,10 +115,10 @@ def exec_input_ok(req: Any) -> bool:
     if sets is None:
         return False
     cid, working_dir, argv, env = values[:4]
-    if max(len(argv), len(env), *map(len, sets)) > MAX_LIST:
-        return False
     b, e, i, p, a = sets
-    return _texts_ok([cid, working_dir, *argv, *env, *b, *e, *i, *p, *a])
+    texts = [cid, working_dir, *argv, *env, *b, *e, *i, *p, *a]
+    # Every string list is in `texts`: if it has at most MAX_LIST items, so does each list.
+    return len(texts) <= MAX_LIST and _texts_ok(texts)
 
 
 def create_input_ok(req: Any) -> bool:
@@ -133,7 +129,8 @@ def create_input_ok(req: Any) -> bool:
         values = _create_fields(req)
     except KeyError:
         return False
-    if tuple(map(type, values)) not in _CREATE_TYPES or not _user_ok(values[4]):
+    types = tuple(map(type, values))
+    if (types != _CREATE_TYPES_NO_UMASK and types != _CREATE_TYPES) or not _user_ok(values[4]):
         return False
     sets = _cap_sets(values[5])
     if sets is None:
@@ -143,10 +140,9 @@ def create_input_ok(req: Any) -> bool:
     umask = values[-1]
     if umask is not None and not 0 <= umask < _U32:
         return False
-    b, e, i, p, a = sets
-    lists = (argv, env, ns, devices, reasons, host_ns, unsupported, b, e, i, p, a)
-    if max(map(len, lists)) > MAX_LIST or len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
+    if len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
         return False
+    b, e, i, p, a = sets
     texts = [cid, working_dir, seccomp, rootfs, *argv, *env, *ns, *devices, *reasons, *host_ns]
     texts += (*unsupported, *b, *e, *i, *p, *a, *sysctl)
     texts += sysctl.values()
@@ -157,7 +153,14 @@ def create_input_ok(req: Any) -> bool:
             destination, source, kind, options = _mount(mount)
         except KeyError:
             return False
-        if type(options) is not list or len(options) > MAX_LIST:
+        if type(options) is not list:
             return False
         texts += (destination, source, kind, *options)
-    return _texts_ok(texts)
+    # Every string list of the request is in `texts`: if it has at most MAX_LIST items, so
+    # does each list (requests beyond that take the exact check).
+    if len(texts) > MAX_LIST or countOf(map(type, texts), str) != len(texts):
+        return False
+    joined = "".join(texts)
+    return "\x00" not in joined and (
+        len(joined) <= MAX_FIELD_TEXT or max(map(len, texts)) <= MAX_FIELD_TEXT
+    )

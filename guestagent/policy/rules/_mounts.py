@@ -31,6 +31,7 @@ class DefaultMount:
     elevated: tuple[frozenset[str], frozenset[str]]
 
     def allows(self, mount: Mapping[str, Any], elevated: bool) -> bool:
+        """(match_mounts inlines this test.)"""
         if mount["destination"] != self.destination or mount["type"] not in self.type:
             return False
         if mount["source"] not in self.sources:
@@ -74,11 +75,11 @@ def _fits(rules: Sequence[tuple[int, MountRule]], mount: Mapping[str, Any]) -> l
     """Indices of the policy mounts (all with the mount's destination) that fit it."""
     options = tuple(sorted(mount["options"]))
     kind, source = mount["type"], mount["source"]
-    return [
-        j
-        for j, rule in rules
-        if rule.type == kind and rule.options == options and rule.source.matches(source)
-    ]
+    fits = []
+    for j, rule in rules:  # a loop, not a comprehension: cheaper for the usual one rule
+        if rule.type == kind and rule.options == options and rule.source.matches(source):
+            fits.append(j)
+    return fits
 
 
 def _describe(rule: MountRule) -> dict[str, Any]:
@@ -120,14 +121,20 @@ def match_mounts(
     `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
     """
     edges: list[list[int]] = []
+    firsts: set[int] = set()
     n = len(rules)
     for i, mount in enumerate(mounts):
         destination = mount["destination"]
         here = by_destination.get(destination)
         row = _fits(here, mount) if here else []
         default = _DEFAULT_BY_DESTINATION.get(destination)
-        if default is not None and default[1].allows(mount, elevated):
-            row.append(n + default[0])
+        if default is not None:
+            slot, known = default
+            if mount["type"] in known.type and mount["source"] in known.sources:
+                required, forbidden = known.elevated if elevated else known.plain
+                options = mount["options"]
+                if required.issubset(options) and forbidden.isdisjoint(options):
+                    row.append(n + slot)
         if not row:
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
             return {
@@ -136,7 +143,7 @@ def match_mounts(
                 "allowed": near or [_describe(r) for r in rules[:4]],
             }
         edges.append(row)
-    firsts = {row[0] for row in edges}
+        firsts.add(row[0])
     if len(firsts) == len(edges):
         return None  # every mount's first fit is its own: no contest to resolve
     unmatched = _assign(edges, n + len(DEFAULT_MOUNTS))

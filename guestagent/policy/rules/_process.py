@@ -71,8 +71,7 @@ def env_and_caps(
         else:
             failure["why"] = f"variable {failure['asked'].split('=', 1)[0]} matches no env rule"
         return rank, "env", failure
-    privileged = bool(req.get("privileged")) and c.allow_elevated
-    want = expected_caps(c.capabilities, privileged)
+    want = c.capabilities or expected_caps(None, c.allow_elevated and bool(req.get("privileged")))
     caps, failure = match_caps(want, req["capabilities"], policy.allow_capability_dropping)
     if caps is None:
         assert failure is not None

@@ -166,9 +166,11 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
+def _precheck(
+    state: PolicyState, req: Mapping[str, Any], candidates: tuple[int, ...] | None
+) -> Decision | None:
     point, cid = "create_container", req["container_id"]
-    if cid not in state.candidates:
+    if candidates is None:
         return deny(
             point,
             "container_id",
@@ -177,7 +179,7 @@ def _precheck(state: PolicyState, req: Mapping[str, Any]) -> Decision | None:
         )
     if cid in state.created:
         return deny(point, "container_id", f"container {cid} already exists", asked=cid)
-    if req["rootfs"] != state.rootfs[cid]:
+    if req["rootfs"] != state.rootfs.get(cid):
         return deny(
             point,
             "rootfs",
@@ -283,11 +285,12 @@ def _explained_matches(
 def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     if not create_input_ok(req):
         check_input(req, SCHEMA)  # raises the precise BadInput (or accepts a rare shape)
-    early = _precheck(state, req)
+    cid = req["container_id"]
+    candidates = state.candidates.get(cid)
+    early = _precheck(state, req, candidates)
     if early is not None:
         return early
-    cid = req["container_id"]
-    candidates = state.candidates[cid]
+    assert candidates is not None
     survivors, datas = _quick_matches(policy, candidates, req)
     if not survivors:  # a denial: run the checks again, this time explaining each miss
         survivors, datas, failures = _explained_matches(policy, candidates, req)
@@ -303,6 +306,12 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
     after = state.evolve(
         candidates=state.candidates.set(cid, tuple(survivors)), created=state.created.add(cid)
     )
-    names = [policy.containers[i].name for i in survivors]
-    data = {**datas[0], "candidates": names}
+    containers = policy.containers
+    names = (
+        [containers[i].name for i in survivors]
+        if len(survivors) > 1
+        else [containers[survivors[0]].name]
+    )
+    data = datas[0]  # a dict of our own, made for this decision
+    data["candidates"] = names
     return allow("create_container", f"matches policy container {names[0]!r}", state, after, data)
