@@ -57,6 +57,8 @@ class EnvMatcher:
     combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
     regex_rules: tuple[EnvRule, ...]
     required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
+    required_exact: tuple[str, ...] = ()  # the patterns of the required `string` rules
+    required_regex: tuple[EnvRule, ...] = ()  # the required regex rules
 
     @classmethod
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
@@ -69,7 +71,16 @@ class EnvMatcher:
                 combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
             except re.error:  # e.g. inline flags that must lead the pattern
                 combined = None
-        return cls(rules, exact, combined, regex_rules, tuple(r for r in rules if r.required))
+        required = tuple(r for r in rules if r.required)
+        return cls(
+            rules,
+            exact,
+            combined,
+            regex_rules,
+            required,
+            tuple(r.pattern for r in required if r.compiled is None),
+            tuple(r for r in required if r.compiled is not None),
+        )
 
     def allows(self, var: str) -> bool:
         if var in self.exact:

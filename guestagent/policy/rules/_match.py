@@ -119,7 +119,13 @@ def match_env(
             return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
     if not matcher.required:
         return kept, None
-    present = set(kept)
+    if not matcher.required_regex:
+        for pattern in matcher.required_exact:
+            if pattern not in kept:
+                break
+        else:
+            return kept, None
+    present = set(kept)  # some required rule is missing, or is a regex: find the first
     for rule in matcher.required:
         if rule.compiled is None:
             found = rule.pattern in present
@@ -132,11 +138,14 @@ def match_env(
 
 def _same_sets(want: tuple[frozenset[str], ...], asked: Mapping[str, Sequence[str]]) -> bool:
     b, e, i, p, a = want
+    bounding, effective, permitted = asked["bounding"], asked["effective"], asked["permitted"]
+    have = frozenset(bounding)
+    # Effective and permitted are usually the bounding list again: equal lists, equal sets.
     return (
-        b == frozenset(asked["bounding"])
-        and e == frozenset(asked["effective"])
+        b == have
+        and e == (have if effective == bounding else frozenset(effective))
+        and p == (have if permitted == bounding else frozenset(permitted))
         and i == frozenset(asked["inheritable"])
-        and p == frozenset(asked["permitted"])
         and a == frozenset(asked["ambient"])
     )
 

@@ -234,13 +234,11 @@ def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp
         and (BASE_NAMESPACES if c.host_network else _WITH_NETWORK).issubset(req["namespaces"])
         and c.devices.issuperset(req["devices"])
         and (not req["sysctl"] or _sysctl(c, req) is None)
-        and _mounts_fit(c, req)
+        and match_mounts(
+            c.mounts, c.mounts_by_destination, req["mounts"], c.allow_elevated and req["privileged"]
+        )
+        is None
     )
-
-
-def _mounts_fit(c: Container, req: Mapping[str, Any]) -> bool:
-    elevated = c.allow_elevated and req["privileged"]
-    return match_mounts(c.mounts, c.mounts_by_destination, req["mounts"], elevated) is None
 
 
 Matches = tuple[list[int], list[dict[str, Any]]]

@@ -75,16 +75,13 @@ Users = PMap[str, tuple[str, ...]]
 
 def _add_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
     """Record `overlay` (last, so the list keeps mount order) as a user of each layer path."""
-    for path in dict.fromkeys(paths):
-        users = users.set(path, (*users.get(path, ()), overlay))
-    return users
+    return users.set_many([(path, (*users.get(path, ()), overlay)) for path in set(paths)])
 
 
 def _remove_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
-    for path in dict.fromkeys(paths):
-        left = tuple(t for t in users.get(path, ()) if t != overlay)
-        users = users.set(path, left) if left else users.delete(path)
-    return users
+    changed = {path: tuple(t for t in users.get(path, ()) if t != overlay) for path in paths}
+    users = users.set_many([(path, left) for path, left in changed.items() if left])
+    return users.delete(*[path for path, left in changed.items() if not left])
 
 
 def _layer_mismatch(policy: Policy, hashes: tuple[str, ...]) -> list[dict[str, Any]]:
