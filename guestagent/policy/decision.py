@@ -13,7 +13,7 @@ __all__ = ["Decision"]
 _set_slot = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Decision:
     """Allow or deny, the rule that decided, why, and what the effect must use.
 
@@ -43,16 +43,19 @@ class Decision:
         next_state: Any = None,
         code: ErrorCode = ErrorCode.POLICY_DENIED,
     ) -> None:
-        # Hand-written (dataclass keeps it): a decision is built per request, and the
-        # generated frozen __init__ costs twice as much.
-        _set_slot(self, "allowed", allowed)
-        _set_slot(self, "point", point)
-        _set_slot(self, "rule", rule)
-        _set_slot(self, "reason", reason)
-        _set_slot(self, "details", {} if details is None else details)
-        _set_slot(self, "data", {} if data is None else data)
-        _set_slot(self, "next_state", next_state)
-        _set_slot(self, "code", code)
+        # Hand-written (dataclass keeps it): a decision is built per request, and one
+        # write of the instance dict costs a fraction of the generated frozen __init__.
+        fields = {
+            "allowed": allowed,
+            "point": point,
+            "rule": rule,
+            "reason": reason,
+            "details": {} if details is None else details,
+            "data": {} if data is None else data,
+            "next_state": next_state,
+            "code": code,
+        }
+        _set_slot(self, "__dict__", fields)
 
     def raise_if_denied(self) -> None:
         if not self.allowed:

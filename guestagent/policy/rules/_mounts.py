@@ -15,7 +15,7 @@ from typing import Any
 
 from guestagent.policy.containers import MountRule
 
-__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts"]
+__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts", "mounts_fit"]
 
 _OPPOSITE = {"nosuid": "suid", "noexec": "exec", "nodev": "dev", "ro": "rw"}
 
@@ -158,3 +158,37 @@ def match_mounts(
             "allowed": "each policy mount may be used once; all that fit are taken",
         }
     return None
+
+
+def mounts_fit(
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
+) -> bool:
+    """`match_mounts(...) is None`, without building the graph in the usual case.
+
+    Each mount's first fit is all that decides while no two mounts share one; on the first
+    shared fit the full matching decides.
+    """
+    n = len(rules)
+    firsts: set[int] = set()
+    for mount in mounts:
+        destination = mount["destination"]
+        here = by_destination.get(destination)
+        fits = _fits(here, mount) if here else None
+        if fits:
+            first = fits[0]
+        else:
+            default = _DEFAULT_BY_KEY.get((destination, mount["type"], mount["source"]))
+            if default is None:
+                return False
+            required, forbidden = default[2] if elevated else default[1]
+            options = mount["options"]
+            if not (required.issubset(options) and forbidden.isdisjoint(options)):
+                return False
+            first = n + default[0]
+        if first in firsts:
+            return match_mounts(rules, by_destination, mounts, elevated) is None
+        firsts.add(first)
+    return True

@@ -23,7 +23,7 @@ from guestagent.policy.rules._common import (
     is_user,
 )
 from guestagent.policy.rules._fastinput import create_input_ok
-from guestagent.policy.rules._mounts import match_mounts
+from guestagent.policy.rules._mounts import match_mounts, mounts_fit
 from guestagent.policy.state import PolicyState
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
@@ -234,10 +234,9 @@ def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp
         and (BASE_NAMESPACES if c.host_network else _WITH_NETWORK).issubset(req["namespaces"])
         and c.devices.issuperset(req["devices"])
         and (not req["sysctl"] or _sysctl(c, req) is None)
-        and match_mounts(
+        and mounts_fit(
             c.mounts, c.mounts_by_destination, req["mounts"], c.allow_elevated and req["privileged"]
         )
-        is None
     )
 
 
@@ -301,8 +300,10 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
             "matching policy containers disagree on env, capabilities or stdio",
             candidates=[policy.containers[i].name for i in survivors],
         )
+    narrowed = len(survivors) < len(candidates)  # else the candidates map stays as it is
     after = state.evolve(
-        candidates=state.candidates.set(cid, tuple(survivors)), created=state.created.add(cid)
+        candidates=state.candidates.set(cid, tuple(survivors)) if narrowed else state.candidates,
+        created=state.created.add(cid),
     )
     containers = policy.containers
     names = (

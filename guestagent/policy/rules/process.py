@@ -125,8 +125,11 @@ def decide_exec_in_container(
         )
     argvs = state.processes.get(cid, _NO_ARGVS)
     argv = tuple(req["argv"])
+    candidates = state.candidates
     after = state.evolve(
-        candidates=state.candidates.set(cid, tuple(survivors)),
+        candidates=candidates.set(cid, tuple(survivors))
+        if len(survivors) < len(candidates[cid])
+        else candidates,
         processes=state.processes if argv in argvs else state.processes.set(cid, argvs | {argv}),
     )
     return allow(point, "an allowed exec process", state, after, datas[0])
