@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -90,6 +90,15 @@ class EnvMatcher:
         if self.combined is not None:
             return self.combined.fullmatch(var) is not None
         return any(rule.matches(var) for rule in self.regex_rules)
+
+    def required_present(self, env: Sequence[str]) -> bool:
+        """True if every required rule is a `string` rule whose pattern is in `env`."""
+        if self.required_regex:
+            return False
+        for pattern in self.required_exact:  # noqa: SIM110 - a loop costs less than all(genexpr)
+            if pattern not in env:
+                return False
+        return True
 
     def allows_all(self, env: Iterable[str]) -> bool:
         """all(map(self.allows, env)), inlined: this runs per request."""

@@ -130,15 +130,13 @@ def create_input_ok(req: Any) -> bool:
     except KeyError:
         return False
     types = tuple(map(type, values))
-    if (types != _CREATE_TYPES_NO_UMASK and types != _CREATE_TYPES) or not _user_ok(values[4]):
+    if types != _CREATE_TYPES_NO_UMASK and types != _CREATE_TYPES:
         return False
-    sets = _cap_sets(values[5])
-    if sets is None:
-        return False
-    cid, working_dir, argv, env = values[:4]
+    cid, working_dir, argv, env, user, caps = values[:6]
     seccomp, rootfs, ns, devices, reasons, host_ns, unsupported, mounts, sysctl = values[8:17]
     umask = values[-1]
-    if umask is not None and not 0 <= umask < _U32:
+    sets = _cap_sets(caps)
+    if sets is None or not _user_ok(user) or (umask is not None and not 0 <= umask < _U32):
         return False
     if len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
         return False

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_UNPRIVILEGED_CAPS",
     "Failure",
     "expected_caps",
+    "granted_caps",
     "match_caps",
     "match_env",
     "match_user",
@@ -117,14 +118,8 @@ def match_env(
         if not dropping:
             var = next(v for v in env if not allows(v))
             return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
-    if not matcher.required:
+    if not matcher.required or matcher.required_present(kept):
         return kept, None
-    if not matcher.required_regex:
-        for pattern in matcher.required_exact:
-            if pattern not in kept:
-                break
-        else:
-            return kept, None
     present = set(kept)  # some required rule is missing, or is a regex: find the first
     for rule in matcher.required:
         if rule.compiled is None:
@@ -150,20 +145,29 @@ def _same_sets(want: tuple[frozenset[str], ...], asked: Mapping[str, Sequence[st
     )
 
 
+def granted_caps(
+    expected: CapabilitySets, asked: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]] | None:
+    """The sets to grant when every asked set equals the policy's, else None."""
+    if not _same_sets(expected.sets, asked):
+        return None
+    b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
+    return {
+        "bounding": list(b),
+        "effective": list(e),
+        "inheritable": list(i),
+        "permitted": list(p),
+        "ambient": list(a),
+    }
+
+
 def match_caps(
     expected: CapabilitySets, asked: Mapping[str, Sequence[str]], dropping: bool
 ) -> tuple[dict[str, list[str]] | None, Failure | None]:
     """Each set equal to the policy's; with dropping, the extras are dropped instead."""
-    if _same_sets(expected.sets, asked):
-        b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
-        kept = {
-            "bounding": list(b),
-            "effective": list(e),
-            "inheritable": list(i),
-            "permitted": list(p),
-            "ambient": list(a),
-        }
-        return kept, None
+    granted = granted_caps(expected, asked)
+    if granted is not None:
+        return granted, None
     kept: dict[str, list[str]] = {}
     wants = (
         expected.bounding,

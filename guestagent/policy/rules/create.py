@@ -12,7 +12,6 @@ from guestagent.policy.rules import _process as proc
 from guestagent.policy.rules._candidates import Check, deny_candidates, first_failure, same_data
 from guestagent.policy.rules._common import (
     BadInput,
-    allow,
     check_input,
     deny,
     is_bool,
@@ -24,7 +23,7 @@ from guestagent.policy.rules._common import (
 )
 from guestagent.policy.rules._fastinput import create_input_ok
 from guestagent.policy.rules._mounts import match_mounts, mounts_fit
-from guestagent.policy.state import PolicyState
+from guestagent.policy.state import PolicyState, Transition
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
 
@@ -34,6 +33,8 @@ __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
 BASE_NAMESPACES = frozenset({"pid", "ipc", "uts", "mount"})
 KNOWN_NAMESPACES = BASE_NAMESPACES | {"network", "cgroup", "user", "time"}
 _WITH_NETWORK = BASE_NAMESPACES | {"network"}
+_POINT = "create_container"
+_ALLOWED = "create_container.allowed"  # the rule of an allowed decision (as rules.allow)
 
 
 _MOUNT_SCHEMA = {"destination": is_str, "source": is_str, "type": is_str, "options": is_str_list}
@@ -240,28 +241,11 @@ def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp
     )
 
 
-Matches = tuple[list[int], list[dict[str, Any]]]
-
-
-def _quick_matches(policy: Policy, candidates: tuple[int, ...], req: Mapping[str, Any]) -> Matches:
-    """The candidates that allow the request, and their data; no explanations."""
-    survivors: list[int] = []
-    datas: list[dict[str, Any]] = []
-    argv, seccomp = tuple(req["argv"]), req["seccomp_profile_sha256"].lower()
-    for index in candidates:
-        container = policy.containers[index]
-        if _passes(container, req, argv, seccomp):
-            data = proc.env_and_caps(policy, container, req, len(CHECKS))
-            if type(data) is dict:
-                survivors.append(index)
-                datas.append(data)
-    return survivors, datas
-
-
 def _explained_matches(
     policy: Policy, candidates: tuple[int, ...], req: Mapping[str, Any]
 ) -> tuple[list[int], list[dict[str, Any]], list[tuple[int, int, str, dict[str, Any]]]]:
-    """As _quick_matches, with each failing candidate's first failure (rank, field, why)."""
+    """The candidates that allow the request and their data, and each failing candidate's
+    first failure (rank, field, failure)."""
     survivors: list[int] = []
     datas: list[dict[str, Any]] = []
     failures: list[tuple[int, int, str, dict[str, Any]]] = []
@@ -288,7 +272,16 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
     if early is not None:
         return early
     assert candidates is not None
-    survivors, datas = _quick_matches(policy, candidates, req)
+    survivors: list[int] = []
+    datas: list[dict[str, Any]] = []
+    argv, seccomp = tuple(req["argv"]), req["seccomp_profile_sha256"].lower()
+    for index in candidates:  # without explanations: the allowed path
+        container = policy.containers[index]
+        if _passes(container, req, argv, seccomp):
+            data = proc.env_and_caps(policy, container, req, len(CHECKS))
+            if type(data) is dict:
+                survivors.append(index)
+                datas.append(data)
     if not survivors:  # a denial: run the checks again, this time explaining each miss
         survivors, datas, failures = _explained_matches(policy, candidates, req)
         if not survivors:
@@ -313,4 +306,5 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
     )
     data = datas[0]  # a dict of our own, made for this decision
     data["candidates"] = names
-    return allow("create_container", f"matches policy container {names[0]!r}", state, after, data)
+    reason = f"matches policy container {names[0]!r}"
+    return Decision(True, _POINT, _ALLOWED, reason, {}, data, Transition(state, after))
