@@ -31,7 +31,7 @@ _user = itemgetter("uid", "gid", "additional_gids")
 _USER_TYPES = (int, int, list)
 _mount = itemgetter("destination", "source", "type", "options")
 
-# The process fields exec and create share, in this order, then create's own.
+# The process fields exec and create share, with their types, in this order.
 _PROCESS = (
     ("container_id", str),
     ("working_dir", str),
@@ -43,25 +43,23 @@ _PROCESS = (
     ("terminal", bool),
 )
 _CREATE = (
-    *_PROCESS,
-    ("seccomp_profile_sha256", str),
-    ("rootfs", str),
-    ("namespaces", list),
-    ("devices", list),
-    ("privileged_reasons", list),
-    ("host_namespaces", list),
-    ("unsupported_fields", list),
-    ("mounts", list),
-    ("sysctl", dict),
-    ("hooks", bool),
-    ("privileged", bool),
-    ("umask", int),  # or None: see _CREATE_TYPES_NO_UMASK
+    *(name for name, _ in _PROCESS),
+    "seccomp_profile_sha256",
+    "rootfs",
+    "namespaces",
+    "devices",
+    "privileged_reasons",
+    "host_namespaces",
+    "unsupported_fields",
+    "mounts",
+    "sysctl",
+    "hooks",
+    "privileged",
+    "umask",
 )
 _exec_fields = itemgetter(*(name for name, _ in _PROCESS))
 _EXEC_TYPES = tuple(kind for _, kind in _PROCESS)
-_create_fields = itemgetter(*(name for name, _ in _CREATE))
-_CREATE_TYPES = tuple(kind for _, kind in _CREATE)
-_CREATE_TYPES_NO_UMASK = (*_CREATE_TYPES[:-1], type(None))
+_create_fields = itemgetter(*_CREATE)
 
 
 def _texts_ok(texts: list[Any]) -> bool:
@@ -129,14 +127,30 @@ def create_input_ok(req: Any) -> bool:
         values = _create_fields(req)
     except KeyError:
         return False
-    types = tuple(map(type, values))
-    if types != _CREATE_TYPES_NO_UMASK and types != _CREATE_TYPES:
+    cid, working_dir, argv, env, user, caps, nnp, terminal, seccomp, rootfs = values[:10]
+    ns, devices, reasons, host_ns, unsupported, mounts, sysctl, hooks, privileged = values[10:19]
+    umask = values[19]
+    # The strings are checked with all the others below; here the containers and flags.
+    lists_ok = (
+        type(argv) is list
+        and type(env) is list
+        and type(ns) is list
+        and type(devices) is list
+        and type(reasons) is list
+        and type(host_ns) is list
+        and type(unsupported) is list
+        and type(mounts) is list
+    )
+    if not lists_ok or type(user) is not dict or type(caps) is not dict or type(sysctl) is not dict:
         return False
-    cid, working_dir, argv, env, user, caps = values[:6]
-    seccomp, rootfs, ns, devices, reasons, host_ns, unsupported, mounts, sysctl = values[8:17]
-    umask = values[-1]
+    if not (type(nnp) is bool and type(terminal) is bool and type(hooks) is bool):
+        return False
+    if type(privileged) is not bool:
+        return False
     sets = _cap_sets(caps)
-    if sets is None or not _user_ok(user) or (umask is not None and not 0 <= umask < _U32):
+    if umask is not None and (type(umask) is not int or not 0 <= umask < _U32):
+        return False
+    if sets is None or not _user_ok(user):
         return False
     if len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
         return False
