@@ -147,14 +147,18 @@ def create_input_ok(req: Any) -> bool:
         return False
     if type(privileged) is not bool:
         return False
-    sets = _cap_sets(caps)
     if umask is not None and (type(umask) is not int or not 0 <= umask < _U32):
         return False
-    if sets is None or not _user_ok(user):
+    if len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL or len(caps) != 5:
         return False
-    if len(mounts) > _MAX_MOUNTS or len(sysctl) > _MAX_SYSCTL:
+    try:
+        b, e, i, p, a = _caps(caps)
+    except KeyError:
         return False
-    b, e, i, p, a = sets
+    if not (type(b) is list and type(e) is list and type(i) is list and type(p) is list):
+        return False
+    if type(a) is not list or not _user_ok(user):
+        return False
     texts = [cid, working_dir, seccomp, rootfs, *argv, *env, *ns, *devices, *reasons, *host_ns]
     texts += (*unsupported, *b, *e, *i, *p, *a, *sysctl)
     texts += sysctl.values()

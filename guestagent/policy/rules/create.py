@@ -23,6 +23,7 @@ from guestagent.policy.rules._common import (
 )
 from guestagent.policy.rules._fastinput import create_input_ok
 from guestagent.policy.rules._mounts import match_mounts, mounts_fit
+from guestagent.policy.rules._process import env_and_caps
 from guestagent.policy.state import PolicyState, Transition
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
@@ -167,6 +168,9 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
+_RANK_ENV = len(CHECKS)  # env and capabilities are checked after every check in CHECKS
+
+
 def _precheck(
     state: PolicyState, req: Mapping[str, Any], candidates: tuple[int, ...] | None
 ) -> Decision | None:
@@ -253,7 +257,7 @@ def _explained_matches(
         container = policy.containers[index]
         failed = first_failure(container, req, CHECKS)
         if failed is None:
-            failed_or_data = proc.env_and_caps(policy, container, req, len(CHECKS))
+            failed_or_data = env_and_caps(policy, container, req, _RANK_ENV)
             if isinstance(failed_or_data, dict):
                 survivors.append(index)
                 datas.append(failed_or_data)
@@ -278,7 +282,7 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
     for index in candidates:  # without explanations: the allowed path
         container = policy.containers[index]
         if _passes(container, req, argv, seccomp):
-            data = proc.env_and_caps(policy, container, req, len(CHECKS))
+            data = env_and_caps(policy, container, req, _RANK_ENV)
             if type(data) is dict:
                 survivors.append(index)
                 datas.append(data)

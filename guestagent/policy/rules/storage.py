@@ -120,8 +120,9 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
     used = _in_use(state, target)
     if used:
         return deny(point, "target", f"{target} already holds {used}", asked=target)
-    missing = [p for p in paths if p not in state.devices]
-    if missing or not paths:
+    hashes = tuple(map(state.devices.get, paths))
+    if None in hashes or not paths:
+        missing = [p for p in paths if p not in state.devices]
         return deny(
             point,
             "layer_paths",
@@ -129,7 +130,6 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
             asked=list(paths),
             mounted=sorted(state.devices),
         )
-    hashes = tuple(state.devices[p] for p in paths)
     candidates = policy.by_layers.get(hashes)
     if not candidates:
         return deny(
