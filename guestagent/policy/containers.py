@@ -140,11 +140,10 @@ class CapabilitySets:
     inheritable: frozenset[str]
     permitted: frozenset[str]
     ambient: frozenset[str]
-    # Each set sorted, in CAPABILITY_SETS order: what a decision grants when asked == policy.
-    sorted_sets: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
-
-    # The five sets as one tuple, in CAPABILITY_SETS order: compared with one ==.
+    # Derived, in CAPABILITY_SETS order: the five sets, and each sorted (what a decision
+    # grants when the asked set equals the policy's), so requests need not sort.
     sets: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
+    sorted_sets: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         sets = tuple(getattr(self, name) for name in CAPABILITY_SETS)
@@ -197,9 +196,9 @@ class Container:
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
     # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
-    mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(
+    mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(  # type: ignore[assignment]
         default=None, compare=False, repr=False
-    )  # type: ignore[assignment]
+    )
 
     def __post_init__(self) -> None:
         if self.env_matcher is None:

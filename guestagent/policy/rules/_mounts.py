@@ -31,7 +31,7 @@ class DefaultMount:
     elevated: tuple[frozenset[str], frozenset[str]]
 
     def allows(self, mount: Mapping[str, Any], elevated: bool) -> bool:
-        """(match_mounts inlines this test.)"""
+        """The test match_mounts makes, there looked up in _DEFAULT_BY_KEY."""
         if mount["destination"] != self.destination or mount["type"] not in self.type:
             return False
         if mount["source"] not in self.sources:

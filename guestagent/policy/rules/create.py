@@ -1,4 +1,10 @@
-"""create_container: every constrained field of the spec against each candidate container."""
+"""create_container: every constrained field of the spec against each candidate container.
+
+The allowed path is the hot one (issue 4: p50 < 20 us on a 20-container policy), so it runs
+a one-pass input check and `_passes`, the checks of CHECKS without explanations. Only when
+no candidate passes are the input (if the quick check declined it) and CHECKS run the
+explaining way, to name the field and the nearest allowed values in the denial.
+"""
 
 from __future__ import annotations
 
@@ -224,7 +230,7 @@ def _precheck(
 
 def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp: str) -> bool:
     """True iff no check in CHECKS fails for `c`: the same tests, in the same order, without
-    building explanations (tests/policy/test_fast_paths.py holds them to agree)."""
+    building explanations (tests/policy/test_fast_match.py holds them to agree)."""
     user, rule = req["user"], c.user
     return (
         argv == c.command
