@@ -158,7 +158,17 @@ def create_input_ok(req: Any) -> bool:
         return False
     if not (type(b) is list and type(e) is list and type(i) is list and type(p) is list):
         return False
-    if type(a) is not list or not _user_ok(user):
+    if type(a) is not list or len(user) != 3:
+        return False
+    try:
+        uid, gid, gids = _user(user)
+    except KeyError:
+        return False
+    if type(uid) is not int or type(gid) is not int or type(gids) is not list:
+        return False
+    if not (0 <= uid < _U32 and 0 <= gid < _U32) or len(gids) > MAX_LIST:
+        return False
+    if gids and not (set(map(type, gids)) <= _INT and min(gids) >= 0 and max(gids) < _U32):
         return False
     texts = [cid, working_dir, seccomp, rootfs, *argv, *env, *ns, *devices, *reasons, *host_ns]
     texts += (*unsupported, *b, *e, *i, *p, *a, *sysctl)

@@ -131,25 +131,21 @@ def match_env(
     return kept, None
 
 
-def _same_sets(want: tuple[frozenset[str], ...], asked: Mapping[str, Sequence[str]]) -> bool:
-    b, e, i, p, a = want
+def granted_caps(
+    expected: CapabilitySets, asked: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]] | None:
+    """The sets to grant when every asked set equals the policy's, else None."""
+    b, e, i, p, a = expected.sets
     bounding, effective, permitted = asked["bounding"], asked["effective"], asked["permitted"]
     have = frozenset(bounding)
     # Effective and permitted are usually the bounding list again: equal lists, equal sets.
-    return (
+    if not (
         b == have
         and e == (have if effective == bounding else frozenset(effective))
         and p == (have if permitted == bounding else frozenset(permitted))
         and i == frozenset(asked["inheritable"])
         and a == frozenset(asked["ambient"])
-    )
-
-
-def granted_caps(
-    expected: CapabilitySets, asked: Mapping[str, Sequence[str]]
-) -> dict[str, list[str]] | None:
-    """The sets to grant when every asked set equals the policy's, else None."""
-    if not _same_sets(expected.sets, asked):
+    ):
         return None
     b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
     return {

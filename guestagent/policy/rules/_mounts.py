@@ -176,7 +176,7 @@ def mounts_fit(
     for mount in mounts:
         destination = mount["destination"]
         here = by_destination.get(destination)
-        fits = _fits(here, mount) if here else None
+        fits = _fits(here, mount) if here is not None else None
         if fits:
             first = fits[0]
         else:

@@ -79,9 +79,16 @@ def _add_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
 
 
 def _remove_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
-    changed = {path: tuple(t for t in users.get(path, ()) if t != overlay) for path in paths}
-    users = users.set_many([(path, left) for path, left in changed.items() if left])
-    return users.delete(*[path for path, left in changed.items() if not left])
+    kept, gone = [], []
+    for path in set(paths):
+        was = users.get(path, ())
+        # Usually the only overlay on the layer: skip the generator then.
+        left = () if was == (overlay,) else tuple(t for t in was if t != overlay)
+        if left:
+            kept.append((path, left))
+        else:
+            gone.append(path)
+    return (users.set_many(kept) if kept else users).delete(*gone)
 
 
 def _layer_mismatch(policy: Policy, hashes: tuple[str, ...]) -> list[dict[str, Any]]:
