@@ -11,6 +11,7 @@ a plain O_NONBLOCK+epoll reader on the same port is.
 from __future__ import annotations
 
 import pytest
+from conftest import AGENT_SERVE_ARGS
 from qemu_guest import Guest
 
 from guestagent.client.sync_client import Client
@@ -38,7 +39,7 @@ def test_pipelined_requests_are_answered_in_order(booted_guest: Guest) -> None:
 
 
 def test_host_connecting_late_is_served(make_guest) -> None:
-    guest = make_guest()
+    guest = make_guest(cmdline=f'guestagent.serve_args="{AGENT_SERVE_ARGS}"')
     guest.wait_for_console(r'"listening"', timeout=240)
     with Client.connect(f"unix://{guest.channel_path}", timeout=30) as client:
         assert client.status()["listeners"] == ["serial://agent.0"]
