@@ -158,9 +158,9 @@ class ContainerManager:
             raise AlreadyExistsError(f"bundle of {container_id!r} already exists") from None
         cgroups_path = self.cgroups_path(container_id)
         config = {**config, "linux": {**config.get("linux", {}), "cgroupsPath": cgroups_path}}
-        _write_json(bundle / "config.json", config)
         pid_file = bundle / "init.pid"
         try:
+            _write_bundle_config(bundle, config)
             io = await self._launch(
                 config["process"],
                 stdio or StdioOptions(),
@@ -171,6 +171,7 @@ class ContainerManager:
         except BaseException:
             with contextlib.suppress(AgentError):
                 await self._discard(container_id, bundle, cgroups_path)
+            shutil.rmtree(bundle, ignore_errors=True)  # even if the runtime could not delete
             raise
         pid = _read_pid(pid_file)
         init = ManagedProcess(
@@ -352,6 +353,17 @@ async def _await_exit(process: ManagedProcess, container_id: str) -> None:
         raise AgentError(
             f"process {process.pid} of {container_id!r} did not die after SIGKILL",
             code=ErrorCode.RUNTIME,
+        ) from None
+
+
+def _write_bundle_config(bundle: Path, config: dict[str, Any]) -> None:
+    try:
+        _write_json(bundle / "config.json", config)
+    except OSError as exc:  # ENOSPC on the state disk is an effect failure, not a bug
+        raise AgentError(
+            f"cannot write the bundle of {bundle.name!r}: {exc.strerror}",
+            code=ErrorCode.STORAGE,
+            details={"errno": exc.errno},
         ) from None
 
 
