@@ -42,10 +42,16 @@ from guestagent.errors import (
     NotFoundError,
 )
 
-__all__ = ["Container", "ContainerManager", "ManagedProcess"]
+__all__ = ["Container", "ContainerManager", "ManagedProcess", "WaitTimeoutError"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 KILL_TIMEOUT = 10.0
+
+
+class WaitTimeoutError(AgentError, TimeoutError):
+    """A wait ran out of time: a TimeoutError to callers, agent.timeout on the wire."""
+
+    code = ErrorCode.TIMEOUT
 
 
 def check_id(value: str, what: str) -> str:
@@ -277,9 +283,16 @@ class ContainerManager:
         Output is part of completion: with a full buffer, this waits for the consumer.
         """
         target = self.process(container_id, exec_id)
-        async with asyncio.timeout(timeout):
-            status = await asyncio.shield(target.status)
-            await target.io.wait_eof()
+        try:
+            async with asyncio.timeout(timeout):
+                status = await asyncio.shield(target.status)
+                await target.io.wait_eof()
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"process {exec_id or 'init'} of {container_id!r} did not finish within "
+                f"{timeout} s",
+                details={"container_id": container_id, "exec_id": exec_id, "timeout": timeout},
+            ) from None
         return exit_code_from_status(status)
 
     async def delete(self, container_id: str) -> None:

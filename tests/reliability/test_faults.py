@@ -156,6 +156,9 @@ def test_sigkill_from_outside_is_exit_137(agent: AgentProcess, client: Client) -
     prepare_overlay(client, "victim")
     client.call("create_container", {"container_id": "victim", "spec": spec(SLEEP_COMMAND)})
     state = client.call("start_container", {"container_id": "victim"})
+    with pytest.raises(RemoteError) as still_running:  # found by the operation fuzzer
+        client.call("wait_process", {"container_id": "victim", "timeout": 0.2})
+    assert still_running.value.code == "agent.timeout"
     os.kill(state["pid"], signal.SIGKILL)
     assert client.call("wait_process", {"container_id": "victim", "timeout": 20}) == {
         "exit_code": 137
