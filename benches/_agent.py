@@ -14,9 +14,11 @@ from guestagent.client import Client
 from guestagent.demo import assets
 from guestagent.policy.measure import measure
 
-__all__ = ["TRUE", "AgentAssets", "build_assets", "connect_when_ready", "start_agent"]
+__all__ = ["REPO", "TRUE", "AgentAssets", "build_assets", "connect_when_ready", "start_agent"]
 
 TRUE = ["/bin/true"]
+# Agents run from the checkout under test, whatever else is installed.
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def start_agent(work: Path, agent: AgentAssets, name: str = "agent") -> subproce
          "--policy", str(agent.policy), "--layer-dir", str(agent.layer_dir),
          "--log-level", "warning"],
         stderr=subprocess.DEVNULL,
+        cwd=REPO,
     )  # fmt: skip
 
 

@@ -33,30 +33,33 @@ HEADER = struct.Struct(">I")
 LEVELS = (1, 16, 64)
 
 
-def bare_server(path: str) -> None:
+class BareEcho(asyncio.Protocol):
     """The baseline: frames + msgpack, nothing else."""
 
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-            self.buffer = bytearray()
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = bytearray()
 
-        def data_received(self, data):
-            buffer = self.buffer
-            buffer += data
-            offset = 0
-            while len(buffer) - offset >= 4:
-                (size,) = HEADER.unpack_from(buffer, offset)
-                if len(buffer) - offset - 4 < size:
-                    break
-                request = msgpack.unpackb(bytes(buffer[offset + 4 : offset + 4 + size]))
-                offset += 4 + size
-                reply = msgpack.packb({"id": request["id"], "ok": True, "result": {"payload": b""}})
-                self.transport.write(HEADER.pack(len(reply)) + reply)
-            del buffer[:offset]
+    def data_received(self, data):
+        buffer = self.buffer
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (size,) = HEADER.unpack_from(buffer, offset)
+            if len(buffer) - offset - 4 < size:
+                break
+            request = msgpack.unpackb(bytes(buffer[offset + 4 : offset + 4 + size]))
+            offset += 4 + size
+            reply = msgpack.packb({"id": request["id"], "ok": True, "result": {"payload": b""}})
+            self.transport.write(HEADER.pack(len(reply)) + reply)
+        del buffer[:offset]
+
+
+def bare_server(path: str) -> None:
+    """The baseline server."""
 
     async def main():
-        server = await asyncio.get_running_loop().create_unix_server(Echo, path)
+        server = await asyncio.get_running_loop().create_unix_server(BareEcho, path)
         async with server:
             await server.serve_forever()
 
@@ -220,6 +223,7 @@ def start_agent(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
             "--no-containers",
         ],
         stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,  # the checkout under test
     )
     wait_socket(path)
     return path, agent

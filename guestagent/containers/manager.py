@@ -385,7 +385,7 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(value, out)
+        out.write(json.dumps(value))  # dumps uses the C encoder; dump streams in Python
     os.replace(tmp, path)
 
 
