@@ -29,6 +29,7 @@ import bench_agent_containers
 import bench_agent_process
 import bench_points
 import bench_protocol
+import bench_server_path
 import bench_verity
 from _report import Row, machine, markdown_table
 
@@ -40,6 +41,7 @@ def sections(options: argparse.Namespace) -> list[tuple[str, Callable[[], list[R
     return [
         ("policy", lambda: bench_points.rows(1000 if quick else 5000)),
         ("protocol", lambda: bench_protocol.rows(quick)),
+        ("server path", lambda: bench_server_path.rows(5000 if quick else 20000)),
         ("verity", lambda: bench_verity.rows(options.verity_size, repeat=1 if quick else 2)),
         ("containers", lambda: bench_agent_containers.rows(5 if quick else 20)),
         ("agent process", lambda: bench_agent_process.rows(2 if quick else 5)),
