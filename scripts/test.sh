@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for the test suite and runs it: the README's test command.
 # Installs the distribution packages the tests use for real (runc, veritysetup as an oracle,
-# mkfs.erofs, busybox for container root filesystems), the package with its test extra,
-# then runs the host tier and the whole-VM tier.
+# mkfs.erofs, busybox for container root filesystems, systemd-analyze), the package with its
+# test and measure extras, then runs the host tier and the whole-VM tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(runc cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio)
+APT_PACKAGES=(runc cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio openssl
+  python3 systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -21,6 +22,15 @@ if ((${#missing[@]})); then
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,measure]'
 python3 -m ruff check guestagent tests benches
 python3 -m pytest -q -m "not vm" "$@"
+
+# The whole-VM tier: builds the guest image (debootstrap, kernel, initramfs), boots it under
+# QEMU's software emulation and drives the agent inside. Needs root.
+if [[ $(id -u) -eq 0 ]]; then
+  bash tests/vm/prepare
+  python3 -m pytest -q -m vm tests/vm
+else
+  echo "skipping the whole-VM tier: it needs root" >&2
+fi

@@ -91,6 +91,23 @@ def _guard(func: Any) -> Any:
     return run
 
 
+def _gen(args: argparse.Namespace) -> int:
+    from guestagent.cli.policygen import generate_policy
+
+    layers_dir = args.layers_dir or str(Path(args.output).resolve().parent / "layers")
+    try:
+        document = generate_policy(
+            args.layouts, layers_dir, user=args.user, allow_stdio=args.allow_stdio
+        )
+    except AgentError as exc:
+        print(f"guestagent policy gen: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    Path(args.output).write_bytes(document)
+    print(f"wrote {args.output}; layer images in {layers_dir}")
+    print(f"HOST_DATA {measure(document).host_data_hex}")
+    return EXIT_OK
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("policy", help="hash, audit and check execution policies")
     commands = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
@@ -109,3 +126,11 @@ def register(subparsers: Any) -> None:
     check.add_argument("--trace", required=True, help="JSON lines of {point, input}")
     check.add_argument("--details", action="store_true", help="print each denial's details")
     check.set_defaults(func=_guard(_check))
+
+    gen = commands.add_parser("gen", help="container entries from OCI image layouts")
+    gen.add_argument("layouts", nargs="+", metavar="LAYOUT", help="an OCI image layout dir")
+    gen.add_argument("-o", "--output", required=True, help="where to write the policy")
+    gen.add_argument("--layers-dir", help="where to build the layer images (default: beside)")
+    gen.add_argument("--user", help="uid[:gid] when the image names a user")
+    gen.add_argument("--allow-stdio", action="store_true", help="forward the workload's stdio")
+    gen.set_defaults(func=_gen)

@@ -58,7 +58,14 @@ class InsecureAllowAllGate:
     """Development only: allows everything. Never chosen without an explicit flag."""
 
     def decide(self, point: str, request: Mapping[str, Any]) -> Decision:
-        return Decision(True, point, "insecure_allow_all", "INSECURE development mode")
+        # Development only: stdio flows so that a developer sees the workload's output.
+        return Decision(
+            True,
+            point,
+            "insecure_allow_all",
+            "INSECURE development mode",
+            data={"allow_stdio": True},
+        )
 
     def commit(self, decision: Decision) -> None:
         return None

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from guestagent.errors import AgentError, ErrorCode
+from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.protocol.schema import validate_args
 from guestagent.server.operation import Call, Operation, Prepared
 
@@ -68,7 +68,12 @@ class Dispatcher:
             decision = agent.decide(operation.point, prepared.facts)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
-            result = await _call(operation.effect, agent, call)
+            try:
+                result = await _call(operation.effect, agent, call)
+            except TaintedError as exc:
+                # An undo failed: the guest may no longer match the policy state.
+                agent.taint(f"{operation.name}: {exc.message}")
+                raise
             agent.gate.commit(decision)
             return result
 

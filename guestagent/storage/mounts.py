@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import secrets
 import subprocess
@@ -22,7 +23,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError, TaintedError
+from guestagent.errors import (
+    AgentError,
+    ErrorCode,
+    IntegrityError,
+    InvalidArgumentError,
+    TaintedError,
+)
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
 from guestagent.storage.verity import verify
@@ -157,7 +164,17 @@ def mount_layer_dm(
     with StorageStack() as local:
         mapped = dm.open_verity(name, device, device, info.params, info.root_hash, on_corruption)
         local.push(dm.remove, name)
-        _mount_layer_device(mapped, target, local, fstype)
+        try:
+            _mount_layer_device(mapped, target, local, fstype)
+        except AgentError as exc:
+            if exc.details.get("errno") != errno.EIO:
+                raise
+            # dm-verity answers a block that fails its hash with EIO: say what it means.
+            raise IntegrityError(
+                f"layer {device} failed dm-verity while mounting: its data does not match "
+                f"the tree of root {info.root_hash}",
+                details={"device": device, "root_hash": info.root_hash},
+            ) from exc
         stack.absorb(local)
     return LayerMount(target, mapped, info.root_hash)
 
@@ -217,6 +234,8 @@ def _sectors_of(device: str) -> int:
 
 
 def _mkfs_ext4(device: str) -> None:
+    # Inside the agent the subreaper may collect mkfs's exit status before Popen does (Popen
+    # then reads 0); a failed mkfs still fails closed, at the mount that follows.
     result = subprocess.run(
         ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device],
         capture_output=True,

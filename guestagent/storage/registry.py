@@ -95,7 +95,6 @@ class StorageRegistry:
         *,
         mode: str = "auto",
         layer_dirs: list[str] | None = None,
-        on_corruption: str = "error",
     ) -> None:
         self.root = Path(state_dir)
         self.mode = storage_mode(mode)
@@ -147,7 +146,7 @@ class StorageRegistry:
         stack = StorageStack()
         if self._dm is not None:
             mount_layer_dm(
-                source, target, info, stack, self._dm, f"ga-layer-{layer_id}", self.on_corruption
+                source, target, info, stack, self._dm, f"ga-layer-{layer_id}", on_corruption
             )
         else:
             mount_layer_verified(source, target, info, stack)

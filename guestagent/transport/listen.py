@@ -141,14 +141,29 @@ class _DuplexPipe(asyncio.Transport):
 
 
 class _ReadSide(asyncio.Protocol):
-    """Forwards the device's bytes to the connection protocol; signals EOF."""
+    """Forwards the device's bytes to the connection protocol; signals EOF.
+
+    Bytes that arrive before the connection has its transport (a host that connected and
+    spoke before the agent opened the port) are held back, not handed to a protocol that
+    could not answer them.
+    """
 
     def __init__(self, target: asyncio.Protocol, lost: asyncio.Future[None]) -> None:
         self._target = target
         self._lost = lost
+        self._early: list[bytes] | None = []
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        self._target.connection_made(transport)
+        early, self._early = self._early or [], None
+        for data in early:
+            self._target.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        self._target.data_received(data)
+        if self._early is not None:
+            self._early.append(data)
+        else:
+            self._target.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._lost.done():
@@ -187,12 +202,11 @@ class _SerialPort:
         write_file = os.fdopen(os.dup(fd), "wb", buffering=0)
         protocol = self.factory()
         lost: asyncio.Future[None] = loop.create_future()
-        read_transport, _ = await loop.connect_read_pipe(
-            lambda: _ReadSide(protocol, lost), read_file
-        )
+        read_side = _ReadSide(protocol, lost)
         write_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, write_file)
+        read_transport, _ = await loop.connect_read_pipe(lambda: read_side, read_file)
         duplex = _DuplexPipe(read_transport, write_transport)  # type: ignore[arg-type]
-        protocol.connection_made(duplex)
+        read_side.attach(duplex)
         try:
             await lost  # EOF: the host side disconnected (or was never there)
         finally:
