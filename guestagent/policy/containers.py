@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -56,6 +56,9 @@ class EnvMatcher:
     exact: frozenset[str]
     combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
     regex_rules: tuple[EnvRule, ...]
+    required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
+    required_exact: tuple[str, ...] = ()  # the patterns of the required `string` rules
+    required_regex: tuple[EnvRule, ...] = ()  # the required regex rules
 
     @classmethod
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
@@ -68,7 +71,16 @@ class EnvMatcher:
                 combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
             except re.error:  # e.g. inline flags that must lead the pattern
                 combined = None
-        return cls(rules, exact, combined, regex_rules)
+        required = tuple(r for r in rules if r.required)
+        return cls(
+            rules,
+            exact,
+            combined,
+            regex_rules,
+            required,
+            tuple(r.pattern for r in required if r.compiled is None),
+            tuple(r for r in required if r.compiled is not None),
+        )
 
     def allows(self, var: str) -> bool:
         if var in self.exact:
@@ -78,6 +90,26 @@ class EnvMatcher:
         if self.combined is not None:
             return self.combined.fullmatch(var) is not None
         return any(rule.matches(var) for rule in self.regex_rules)
+
+    def required_present(self, env: Sequence[str]) -> bool:
+        """True if every required rule is a `string` rule whose pattern is in `env`."""
+        if self.required_regex:
+            return False
+        for pattern in self.required_exact:  # noqa: SIM110 - a loop costs less than all(genexpr)
+            if pattern not in env:
+                return False
+        return True
+
+    def allows_all(self, env: Iterable[str]) -> bool:
+        """all(map(self.allows, env)), inlined: this runs per request."""
+        exact, combined = self.exact, self.combined
+        if combined is None:
+            return all(map(self.allows, env))
+        fullmatch = combined.fullmatch
+        for var in env:
+            if var not in exact and (len(var) > MAX_INPUT_LENGTH or fullmatch(var) is None):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +140,15 @@ class CapabilitySets:
     inheritable: frozenset[str]
     permitted: frozenset[str]
     ambient: frozenset[str]
+    # Derived, in CAPABILITY_SETS order: the five sets, and each sorted (what a decision
+    # grants when the asked set equals the policy's), so requests need not sort.
+    sets: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
+    sorted_sets: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sets = tuple(getattr(self, name) for name in CAPABILITY_SETS)
+        object.__setattr__(self, "sets", sets)
+        object.__setattr__(self, "sorted_sets", tuple(tuple(sorted(s)) for s in sets))
 
     def get(self, name: str) -> frozenset[str]:
         return getattr(self, name)
@@ -154,10 +195,20 @@ class Container:
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
+    mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(  # type: ignore[assignment]
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.env_matcher is None:
             object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
+        by_destination: dict[str, list[tuple[int, MountRule]]] = {}
+        for index, rule in enumerate(self.mounts):
+            by_destination.setdefault(rule.destination, []).append((index, rule))
+        # A plain dict (nobody else holds it): MappingProxyType lookups cost twice as much.
+        indexed = {k: tuple(v) for k, v in by_destination.items()}
+        object.__setattr__(self, "mounts_by_destination", indexed)
 
 
 _CONTAINER_FIELDS = frozenset(

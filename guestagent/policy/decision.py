@@ -10,8 +10,10 @@ from guestagent.errors import ErrorCode, PolicyDenied
 
 __all__ = ["Decision"]
 
+_set_slot = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True)
 class Decision:
     """Allow or deny, the rule that decided, why, and what the effect must use.
 
@@ -29,6 +31,31 @@ class Decision:
     data: Mapping[str, Any] = field(default_factory=dict)
     next_state: Any = None
     code: ErrorCode = ErrorCode.POLICY_DENIED
+
+    def __init__(
+        self,
+        allowed: bool,
+        point: str,
+        rule: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        next_state: Any = None,
+        code: ErrorCode = ErrorCode.POLICY_DENIED,
+    ) -> None:
+        # Hand-written (dataclass keeps it): a decision is built per request, and one
+        # write of the instance dict costs a fraction of the generated frozen __init__.
+        fields = {
+            "allowed": allowed,
+            "point": point,
+            "rule": rule,
+            "reason": reason,
+            "details": {} if details is None else details,
+            "data": {} if data is None else data,
+            "next_state": next_state,
+            "code": code,
+        }
+        _set_slot(self, "__dict__", fields)
 
     def raise_if_denied(self) -> None:
         if not self.allowed:

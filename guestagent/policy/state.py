@@ -1,37 +1,42 @@
 """The engine's state: what the policy has allowed so far. Frozen; every change is a copy.
 
-Mappings are read-only views over dicts nobody else holds, so a state can be shared freely
-and a denied decision (which carries no next state) can never alter it.
+The collections are persistent (`PMap`, `PSet`, see persistent.py): read-only, and a
+change costs about the same whether the state knows five devices or five thousand. A state
+can be shared freely: a denied decision (which carries no next state) can never alter it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["EMPTY_STATE", "Overlay", "PolicyState", "Transition", "with_item", "without_item"]
+from guestagent.policy.persistent import PMap, PSet, pmap, pset
+
+__all__ = [
+    "EMPTY_STATE",
+    "Overlay",
+    "PolicyState",
+    "Transition",
+    "with_item",
+    "without_item",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-
-def _empty() -> Mapping[Any, Any]:
-    return MappingProxyType({})
-
-
-def with_item(mapping: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
-    copy = dict(mapping)
-    copy[key] = value
-    return MappingProxyType(copy)
+_set_slot = object.__setattr__
+_new = object.__new__
+_EMPTY_MAP: PMap[Any, Any] = pmap()
+_EMPTY_SET: PSet[Any] = pset()
 
 
-def without_item(mapping: Mapping[K, V], *keys: K) -> Mapping[K, V]:
-    copy = dict(mapping)
-    for key in keys:
-        copy.pop(key, None)
-    return MappingProxyType(copy)
+def with_item(mapping: Mapping[K, V], key: K, value: V) -> PMap[K, V]:
+    return pmap(mapping).set(key, value)
+
+
+def without_item(mapping: Mapping[K, V], *keys: K) -> PMap[K, V]:
+    return pmap(mapping).delete(*keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,36 +46,59 @@ class Overlay:
     layers: tuple[str, ...]  # the verified root hashes of layer_paths, base first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PolicyState:
     """Mounted devices, overlays, scratch, containers and the policy entries still matching.
 
     `candidates[container_id]` holds the indices of the policy containers that still match
     everything learned about the container; it only ever narrows (as in hcsshim).
+    `layer_users[device target]` lists the overlays (in mount order) built on that device.
     """
 
-    devices: Mapping[str, str] = field(default_factory=_empty)  # target -> root hash
-    overlays: Mapping[str, Overlay] = field(default_factory=_empty)  # target -> overlay
-    scratch: Mapping[str, bool] = field(default_factory=_empty)  # target -> encrypted
-    candidates: Mapping[str, tuple[int, ...]] = field(default_factory=_empty)
-    rootfs: Mapping[str, str] = field(default_factory=_empty)  # container_id -> overlay target
-    created: frozenset[str] = frozenset()
-    started: frozenset[str] = frozenset()
-    processes: frozenset[tuple[str, tuple[str, ...]]] = frozenset()  # (container_id, argv)
+    devices: PMap[str, str]  # target -> root hash
+    overlays: PMap[str, Overlay]  # target -> overlay
+    scratch: PMap[str, bool]  # target -> encrypted
+    candidates: PMap[str, tuple[int, ...]]
+    rootfs: PMap[str, str]  # container_id -> overlay target
+    created: PSet[str]
+    started: PSet[str]
+    processes: PMap[str, frozenset[tuple[str, ...]]]  # container_id -> exec'd argvs
+    layer_users: PMap[str, tuple[str, ...]]
+
+    def __init__(
+        self,
+        devices: Mapping[str, str] = _EMPTY_MAP,
+        overlays: Mapping[str, Overlay] = _EMPTY_MAP,
+        scratch: Mapping[str, bool] = _EMPTY_MAP,
+        candidates: Mapping[str, tuple[int, ...]] = _EMPTY_MAP,
+        rootfs: Mapping[str, str] = _EMPTY_MAP,
+        created: Iterable[str] = _EMPTY_SET,
+        started: Iterable[str] = _EMPTY_SET,
+        processes: Mapping[str, frozenset[tuple[str, ...]]] = _EMPTY_MAP,
+        layer_users: Mapping[str, tuple[str, ...]] = _EMPTY_MAP,
+    ) -> None:
+        fields = {
+            "devices": pmap(devices),
+            "overlays": pmap(overlays),
+            "scratch": pmap(scratch),
+            "candidates": pmap(candidates),
+            "rootfs": pmap(rootfs),
+            "created": pset(created),
+            "started": pset(started),
+            "processes": pmap(processes),
+            "layer_users": pmap(layer_users),
+        }
+        _set_slot(self, "__dict__", fields)
 
     def evolve(self, **changes: Any) -> PolicyState:
-        """A copy with `changes` applied (faster than dataclasses.replace on the hot path)."""
-        get = changes.get
-        return PolicyState(
-            get("devices", self.devices),
-            get("overlays", self.overlays),
-            get("scratch", self.scratch),
-            get("candidates", self.candidates),
-            get("rootfs", self.rootfs),
-            get("created", self.created),
-            get("started", self.started),
-            get("processes", self.processes),
-        )
+        """A copy with `changes` (persistent collections, known field names) applied.
+
+        No conversion and no checks: this runs on every allowed decision, and the rules
+        pass PMap/PSet values made from the current ones.
+        """
+        new = _new(PolicyState)
+        _set_slot(new, "__dict__", {**self.__dict__, **changes})
+        return new
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -80,7 +108,7 @@ class PolicyState:
             "containers": len(self.candidates),
             "created": len(self.created),
             "started": len(self.started),
-            "processes": len(self.processes),
+            "processes": sum(map(len, self.processes.values())),
         }
 
 
@@ -97,3 +125,7 @@ class Transition:
 
     before: PolicyState
     after: PolicyState
+
+    def __init__(self, before: PolicyState, after: PolicyState) -> None:
+        _set_slot(self, "before", before)
+        _set_slot(self, "after", after)

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_UNPRIVILEGED_CAPS",
     "Failure",
     "expected_caps",
+    "granted_caps",
     "match_caps",
     "match_env",
     "match_user",
@@ -110,14 +111,17 @@ def match_env(
 ) -> tuple[list[str] | None, Failure | None]:
     """Kept env, or the first unmatched variable / missing required rule."""
     allows = matcher.allows
-    kept = [var for var in env if allows(var)]
-    if len(kept) != len(env) and not dropping:
-        var = next(v for v in env if not allows(v))
-        return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
-    present = set(kept)
-    for rule in matcher.rules:
-        if not rule.required:
-            continue
+    if matcher.allows_all(env):
+        kept = list(env)
+    else:
+        kept = [var for var in env if allows(var)]
+        if not dropping:
+            var = next(v for v in env if not allows(v))
+            return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    if not matcher.required or matcher.required_present(kept):
+        return kept, None
+    present = set(kept)  # some required rule is missing, or is a regex: find the first
+    for rule in matcher.required:
         if rule.compiled is None:
             found = rule.pattern in present
         else:
@@ -127,16 +131,51 @@ def match_env(
     return kept, None
 
 
+def granted_caps(
+    expected: CapabilitySets, asked: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]] | None:
+    """The sets to grant when every asked set equals the policy's, else None."""
+    b, e, i, p, a = expected.sets
+    bounding, effective, permitted = asked["bounding"], asked["effective"], asked["permitted"]
+    have = frozenset(bounding)
+    # Effective and permitted are usually the bounding list again: equal lists, equal sets.
+    if not (
+        b == have
+        and e == (have if effective == bounding else frozenset(effective))
+        and p == (have if permitted == bounding else frozenset(permitted))
+        and i == frozenset(asked["inheritable"])
+        and a == frozenset(asked["ambient"])
+    ):
+        return None
+    b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
+    return {
+        "bounding": list(b),
+        "effective": list(e),
+        "inheritable": list(i),
+        "permitted": list(p),
+        "ambient": list(a),
+    }
+
+
 def match_caps(
     expected: CapabilitySets, asked: Mapping[str, Sequence[str]], dropping: bool
 ) -> tuple[dict[str, list[str]] | None, Failure | None]:
     """Each set equal to the policy's; with dropping, the extras are dropped instead."""
+    granted = granted_caps(expected, asked)
+    if granted is not None:
+        return granted, None
     kept: dict[str, list[str]] = {}
-    for name in CAPABILITY_SETS:
-        want = expected.get(name)
+    wants = (
+        expected.bounding,
+        expected.effective,
+        expected.inheritable,
+        expected.permitted,
+        expected.ambient,
+    )
+    for name, want, want_sorted in zip(CAPABILITY_SETS, wants, expected.sorted_sets, strict=True):
         have = frozenset(asked[name])
         if have == want:
-            kept[name] = sorted(have)
+            kept[name] = list(want_sorted)  # == sorted(have), sorted once at policy load
         elif dropping:
             kept[name] = sorted(have & want)
         else:

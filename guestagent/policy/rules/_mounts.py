@@ -15,7 +15,7 @@ from typing import Any
 
 from guestagent.policy.containers import MountRule
 
-__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts"]
+__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts", "mounts_fit"]
 
 _OPPOSITE = {"nosuid": "suid", "noexec": "exec", "nodev": "dev", "ro": "rw"}
 
@@ -26,23 +26,34 @@ class DefaultMount:
     sources: frozenset[str]
     destination: str
     required: frozenset[str]
+    # (required options, forbidden opposites), for an unelevated and an elevated container.
+    plain: tuple[frozenset[str], frozenset[str]]
+    elevated: tuple[frozenset[str], frozenset[str]]
 
     def allows(self, mount: Mapping[str, Any], elevated: bool) -> bool:
+        """The test match_mounts makes, there looked up in _DEFAULT_BY_KEY."""
         if mount["destination"] != self.destination or mount["type"] not in self.type:
             return False
         if mount["source"] not in self.sources:
             return False
-        options = set(mount["options"])
-        required = self.required - {"ro"} if elevated else self.required
-        return required <= options and not any(_OPPOSITE[o] in options for o in required)
+        required, forbidden = self.elevated if elevated else self.plain
+        options = mount["options"]
+        return required.issubset(options) and forbidden.isdisjoint(options)
+
+
+def _options_rule(required: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    return required, frozenset(_OPPOSITE[o] for o in required)
 
 
 def _default(kind: str, source: str, dest: str, required: str) -> DefaultMount:
+    options = frozenset(required.split(","))
     return DefaultMount(
         frozenset(kind.split("|")),
         frozenset(source.split("|")),
         dest,
-        frozenset(required.split(",")),
+        options,
+        _options_rule(options),
+        _options_rule(options - {"ro"}),
     )
 
 
@@ -56,16 +67,25 @@ DEFAULT_MOUNTS = (
     _default("cgroup|cgroup2", "cgroup|cgroup2", "/sys/fs/cgroup", "nosuid,noexec,nodev,ro"),
 )
 
-_DEFAULT_BY_DESTINATION = {d.destination: k for k, d in enumerate(DEFAULT_MOUNTS)}
+# (destination, type, source) -> (slot among the defaults, plain rule, elevated rule): one
+# lookup instead of DefaultMount.allows' three tests (match_mounts runs per request).
+_DEFAULT_BY_KEY = {
+    (d.destination, kind, source): (k, d.plain, d.elevated)
+    for k, d in enumerate(DEFAULT_MOUNTS)
+    for kind in d.type
+    for source in d.sources
+}
 
 
-def _rule_allows(rule: MountRule, mount: Mapping[str, Any], options: tuple[str, ...]) -> bool:
-    return (
-        rule.destination == mount["destination"]
-        and rule.type == mount["type"]
-        and rule.options == options
-        and rule.source.matches(mount["source"])
-    )
+def _fits(rules: Sequence[tuple[int, MountRule]], mount: Mapping[str, Any]) -> list[int]:
+    """Indices of the policy mounts (all with the mount's destination) that fit it."""
+    options = tuple(sorted(mount["options"]))
+    kind, source = mount["type"], mount["source"]
+    fits = []
+    for j, rule in rules:  # a loop, not a comprehension: cheaper for the usual one rule
+        if rule.type == kind and rule.options == options and rule.source.matches(source):
+            fits.append(j)
+    return fits
 
 
 def _describe(rule: MountRule) -> dict[str, Any]:
@@ -97,17 +117,28 @@ def _assign(edges: list[list[int]], slots: int) -> int | None:
 
 
 def match_mounts(
-    rules: Sequence[MountRule], mounts: Sequence[Mapping[str, Any]], elevated: bool
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
 ) -> dict[str, Any] | None:
-    """None if every mount gets its own rule; else a failure naming the first misfit."""
+    """None if every mount gets its own rule; else a failure naming the first misfit.
+
+    `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
+    """
     edges: list[list[int]] = []
+    firsts: set[int] = set()
     n = len(rules)
     for i, mount in enumerate(mounts):
-        options = tuple(sorted(mount["options"]))
-        row = [j for j, rule in enumerate(rules) if _rule_allows(rule, mount, options)]
-        k = _DEFAULT_BY_DESTINATION.get(mount["destination"])
-        if k is not None and DEFAULT_MOUNTS[k].allows(mount, elevated):
-            row.append(n + k)
+        destination = mount["destination"]
+        here = by_destination.get(destination)
+        row = _fits(here, mount) if here else []
+        default = _DEFAULT_BY_KEY.get((destination, mount["type"], mount["source"]))
+        if default is not None:
+            required, forbidden = default[2] if elevated else default[1]
+            options = mount["options"]
+            if required.issubset(options) and forbidden.isdisjoint(options):
+                row.append(n + default[0])
         if not row:
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
             return {
@@ -116,7 +147,7 @@ def match_mounts(
                 "allowed": near or [_describe(r) for r in rules[:4]],
             }
         edges.append(row)
-    firsts = {row[0] for row in edges}
+        firsts.add(row[0])
     if len(firsts) == len(edges):
         return None  # every mount's first fit is its own: no contest to resolve
     unmatched = _assign(edges, n + len(DEFAULT_MOUNTS))
@@ -127,3 +158,37 @@ def match_mounts(
             "allowed": "each policy mount may be used once; all that fit are taken",
         }
     return None
+
+
+def mounts_fit(
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
+) -> bool:
+    """`match_mounts(...) is None`, without building the graph in the usual case.
+
+    Each mount's first fit is all that decides while no two mounts share one; on the first
+    shared fit the full matching decides.
+    """
+    n = len(rules)
+    firsts: set[int] = set()
+    for mount in mounts:
+        destination = mount["destination"]
+        here = by_destination.get(destination)
+        fits = _fits(here, mount) if here is not None else None
+        if fits:
+            first = fits[0]
+        else:
+            default = _DEFAULT_BY_KEY.get((destination, mount["type"], mount["source"]))
+            if default is None:
+                return False
+            required, forbidden = default[2] if elevated else default[1]
+            options = mount["options"]
+            if not (required.issubset(options) and forbidden.isdisjoint(options)):
+                return False
+            first = n + default[0]
+        if first in firsts:
+            return match_mounts(rules, by_destination, mounts, elevated) is None
+        firsts.add(first)
+    return True

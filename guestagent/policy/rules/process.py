@@ -23,8 +23,9 @@ from guestagent.policy.rules._common import (
     is_str_list,
     is_user,
 )
+from guestagent.policy.rules._fastinput import exec_input_ok
 from guestagent.policy.rules._match import match_env
-from guestagent.policy.state import PolicyState, with_item
+from guestagent.policy.state import PolicyState
 
 __all__ = [
     "decide_container_state",
@@ -34,6 +35,8 @@ __all__ = [
     "decide_signal_container_process",
     "decide_start_container",
 ]
+
+_NO_ARGVS: frozenset[tuple[str, ...]] = frozenset()
 
 EXEC_SCHEMA = {
     "container_id": is_str,
@@ -58,7 +61,7 @@ def decide_start_container(policy: Policy, state: PolicyState, req: Mapping[str,
         return deny(
             "start_container", "container_id", f"container {cid} is already started", asked=cid
         )
-    after = state.evolve(started=state.started | {cid})
+    after = state.evolve(started=state.started.add(cid))
     return allow("start_container", f"container {cid} was created", state, after)
 
 
@@ -94,7 +97,8 @@ def decide_exec_in_container(
     policy: Policy, state: PolicyState, req: Mapping[str, Any]
 ) -> Decision:
     point = "exec_in_container"
-    check_input(req, EXEC_SCHEMA)
+    if not exec_input_ok(req):
+        check_input(req, EXEC_SCHEMA)  # raises the precise BadInput (or accepts a rare shape)
     cid = req["container_id"]
     if cid not in state.started:
         return deny(point, "container_id", f"container {cid} is not running", asked=cid)
@@ -119,9 +123,14 @@ def decide_exec_in_container(
             "matching policy containers disagree on env, capabilities or stdio",
             candidates=[policy.containers[i].name for i in survivors],
         )
+    argvs = state.processes.get(cid, _NO_ARGVS)
+    argv = tuple(req["argv"])
+    candidates = state.candidates
     after = state.evolve(
-        candidates=with_item(state.candidates, cid, tuple(survivors)),
-        processes=state.processes | {(cid, tuple(req["argv"]))},
+        candidates=candidates.set(cid, tuple(survivors))
+        if len(survivors) < len(candidates[cid])
+        else candidates,
+        processes=state.processes if argv in argvs else state.processes.set(cid, argvs | {argv}),
     )
     return allow(point, "an allowed exec process", state, after, datas[0])
 
@@ -201,7 +210,7 @@ def decide_signal_container_process(
     cid = req["container_id"]
     if cid not in state.started:
         return deny(point, "container_id", f"container {cid} is not running", asked=cid)
-    if not req["is_init"] and (cid, tuple(req["argv"])) not in state.processes:
+    if not req["is_init"] and tuple(req["argv"]) not in state.processes.get(cid, _NO_ARGVS):
         return deny(
             point, "argv", "no such exec'd process in this container", asked=list(req["argv"])
         )
@@ -214,7 +223,7 @@ def decide_signal_container_process(
             failures.append((index, 0, "signal", failure))
     if not survivors:
         return deny_candidates(point, policy, f"signal to container {cid}", failures)
-    after = state.evolve(candidates=with_item(state.candidates, cid, tuple(survivors)))
+    after = state.evolve(candidates=state.candidates.set(cid, tuple(survivors)))
     return allow(point, f"signal {req['signal']} is allowed", state, after)
 
 
@@ -233,12 +242,12 @@ def decide_shutdown_container(
             "shutdown_container", "container_id", f"container {cid} does not exist", asked=cid
         )
     after = state.evolve(
-        created=state.created - {cid},
-        started=state.started - {cid},
-        processes=frozenset(p for p in state.processes if p[0] != cid),
+        created=state.created.discard(cid),
+        started=state.started.discard(cid),
+        processes=state.processes.delete(cid),
         # The overlay stays mounted until unmount_overlay, so the container may be created
         # again on it: its candidates widen back to every entry with the overlay's layers.
-        candidates=with_item(state.candidates, cid, _overlay_candidates(policy, state, cid)),
+        candidates=state.candidates.set(cid, _overlay_candidates(policy, state, cid)),
     )
     return allow("shutdown_container", f"container {cid} exists", state, after)
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
+from guestagent.policy.persistent import PMap
 from guestagent.policy.rules._common import allow, check_input, deny, is_bool, is_str, is_str_list
-from guestagent.policy.state import Overlay, PolicyState, with_item, without_item
+from guestagent.policy.state import Overlay, PolicyState
 
 __all__ = [
     "decide_mount_device",
@@ -45,7 +46,7 @@ def decide_mount_device(policy: Policy, state: PolicyState, req: Mapping[str, An
             asked=digest,
             allowed=sorted(policy.layer_hashes),
         )
-    after = state.evolve(devices=with_item(state.devices, target, digest))
+    after = state.evolve(devices=state.devices.set(target, digest))
     data = {"corruption_mode": policy.verity_corruption}
     return allow(point, f"layer {digest[:16]}... is in the policy", state, after, data)
 
@@ -56,17 +57,38 @@ def decide_unmount_device(policy: Policy, state: PolicyState, req: Mapping[str, 
     target = req["target"]
     if target not in state.devices:
         return deny(point, "target", f"no layer device is mounted at {target}", asked=target)
-    for overlay_target, overlay in state.overlays.items():
-        if target in overlay.layer_paths:
-            return deny(
-                point,
-                "target",
-                f"{target} is a layer of the overlay at {overlay_target}",
-                asked=target,
-                overlay=overlay_target,
-            )
-    after = state.evolve(devices=without_item(state.devices, target))
+    users = state.layer_users.get(target)
+    if users:
+        return deny(
+            point,
+            "target",
+            f"{target} is a layer of the overlay at {users[0]}",
+            asked=target,
+            overlay=users[0],
+        )
+    after = state.evolve(devices=state.devices.delete(target))
     return allow(point, f"{target} was a mounted layer", state, after)
+
+
+Users = PMap[str, tuple[str, ...]]
+
+
+def _add_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
+    """Record `overlay` (last, so the list keeps mount order) as a user of each layer path."""
+    return users.set_many([(path, (*users.get(path, ()), overlay)) for path in set(paths)])
+
+
+def _remove_user(users: Users, paths: tuple[str, ...], overlay: str) -> Users:
+    kept, gone = [], []
+    for path in set(paths):
+        was = users.get(path, ())
+        # Usually the only overlay on the layer: skip the generator then.
+        left = () if was == (overlay,) else tuple(t for t in was if t != overlay)
+        if left:
+            kept.append((path, left))
+        else:
+            gone.append(path)
+    return (users.set_many(kept) if kept else users).delete(*gone)
 
 
 def _layer_mismatch(policy: Policy, hashes: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -105,8 +127,9 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
     used = _in_use(state, target)
     if used:
         return deny(point, "target", f"{target} already holds {used}", asked=target)
-    missing = [p for p in paths if p not in state.devices]
-    if missing or not paths:
+    hashes = tuple(map(state.devices.get, paths))
+    if None in hashes or not paths:
+        missing = [p for p in paths if p not in state.devices]
         return deny(
             point,
             "layer_paths",
@@ -114,7 +137,6 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
             asked=list(paths),
             mounted=sorted(state.devices),
         )
-    hashes = tuple(state.devices[p] for p in paths)
     candidates = policy.by_layers.get(hashes)
     if not candidates:
         return deny(
@@ -125,9 +147,10 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
             candidates=_layer_mismatch(policy, hashes),
         )
     after = state.evolve(
-        overlays=with_item(state.overlays, target, Overlay(cid, paths, hashes)),
-        candidates=with_item(state.candidates, cid, candidates),
-        rootfs=with_item(state.rootfs, cid, target),
+        overlays=state.overlays.set(target, Overlay(cid, paths, hashes)),
+        candidates=state.candidates.set(cid, candidates),
+        rootfs=state.rootfs.set(cid, target),
+        layer_users=_add_user(state.layer_users, paths, target),
     )
     names = [policy.containers[i].name for i in candidates]
     return allow(point, f"layers match {', '.join(names)}", state, after, {"candidates": names})
@@ -150,9 +173,10 @@ def decide_unmount_overlay(policy: Policy, state: PolicyState, req: Mapping[str,
             container_id=cid,
         )
     after = state.evolve(
-        overlays=without_item(state.overlays, target),
-        candidates=without_item(state.candidates, cid),
-        rootfs=without_item(state.rootfs, cid),
+        overlays=state.overlays.delete(target),
+        candidates=state.candidates.delete(cid),
+        rootfs=state.rootfs.delete(cid),
+        layer_users=_remove_user(state.layer_users, overlay.layer_paths, target),
     )
     return allow(point, f"{target} was the overlay of {cid}", state, after)
 
@@ -172,7 +196,7 @@ def decide_mount_scratch(policy: Policy, state: PolicyState, req: Mapping[str, A
             asked=False,
             allowed=[True],
         )
-    after = state.evolve(scratch=with_item(state.scratch, target, req["encrypted"]))
+    after = state.evolve(scratch=state.scratch.set(target, req["encrypted"]))
     return allow(point, "scratch space allowed", state, after)
 
 
@@ -183,5 +207,5 @@ def decide_unmount_scratch(policy: Policy, state: PolicyState, req: Mapping[str,
         return deny(
             point, "target", f"no scratch space is mounted at {req['target']}", asked=req["target"]
         )
-    after = state.evolve(scratch=without_item(state.scratch, req["target"]))
+    after = state.evolve(scratch=state.scratch.delete(req["target"]))
     return allow(point, "scratch space was mounted", state, after)
