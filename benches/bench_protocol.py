@@ -1,7 +1,9 @@
-"""Protocol throughput and latency over the unix transport, client in another process.
+"""Protocol throughput and latency over the unix transport, clients in other processes.
 
-Baseline, measured in the same run with the same client: a bare asyncio server that frames
+Baseline, measured in the same run with the same clients: a bare asyncio server that frames
 and msgpack-decodes each request and answers it, with no validation, handshake or dispatch.
+Measured: pipelined throughput on one connection (the server's capacity), and closed-loop
+throughput and latency (each connection one request at a time) at 1, 16 and 64 connections.
 
     python benches/bench_protocol.py [--quick]
 """
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import selectors
 import socket
 import statistics
 import struct
@@ -23,33 +26,40 @@ from pathlib import Path
 
 import msgpack
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import Row, markdown_table
+
 HEADER = struct.Struct(">I")
+LEVELS = (1, 16, 64)
+
+
+class BareEcho(asyncio.Protocol):
+    """The baseline: frames + msgpack, nothing else."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data):
+        buffer = self.buffer
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (size,) = HEADER.unpack_from(buffer, offset)
+            if len(buffer) - offset - 4 < size:
+                break
+            request = msgpack.unpackb(bytes(buffer[offset + 4 : offset + 4 + size]))
+            offset += 4 + size
+            reply = msgpack.packb({"id": request["id"], "ok": True, "result": {"payload": b""}})
+            self.transport.write(HEADER.pack(len(reply)) + reply)
+        del buffer[:offset]
 
 
 def bare_server(path: str) -> None:
-    """The baseline: frames + msgpack, nothing else."""
-
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-            self.buffer = bytearray()
-
-        def data_received(self, data):
-            buffer = self.buffer
-            buffer += data
-            offset = 0
-            while len(buffer) - offset >= 4:
-                (size,) = HEADER.unpack_from(buffer, offset)
-                if len(buffer) - offset - 4 < size:
-                    break
-                request = msgpack.unpackb(bytes(buffer[offset + 4 : offset + 4 + size]))
-                offset += 4 + size
-                reply = msgpack.packb({"id": request["id"], "ok": True, "result": {"payload": b""}})
-                self.transport.write(HEADER.pack(len(reply)) + reply)
-            del buffer[:offset]
+    """The baseline server."""
 
     async def main():
-        server = await asyncio.get_running_loop().create_unix_server(Echo, path)
+        server = await asyncio.get_running_loop().create_unix_server(BareEcho, path)
         async with server:
             await server.serve_forever()
 
@@ -97,29 +107,75 @@ def pipelined(path: str, total: int, window: int = 512) -> float:
     return (total // window * window) / elapsed
 
 
-def one_at_a_time(path: str, count: int) -> list[float]:
-    conn = Conn(path)
-    conn.hello()
-    request = frame(1)
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        conn.sock.sendall(request)
-        conn.read_replies(1)
-        samples.append(time.perf_counter() - start)
-    return samples
+class _LoopConn:
+    """One connection of a closed-loop client: a request out, its reply in, the next out."""
+
+    def __init__(self, path: str, count: int) -> None:
+        self.conn = Conn(path)
+        self.conn.hello()
+        self.sock = self.conn.sock
+        self.sock.setblocking(False)
+        self.left = count
+        self.sent_at = 0.0
+        self.request = frame(1)
+
+    def send(self) -> None:
+        self.sent_at = time.perf_counter()
+        self.sock.sendall(self.request)  # a few bytes into an empty socket buffer
+
+    def replies(self) -> int:
+        """Consume the whole replies in the buffer; returns how many."""
+        buffer, got = self.conn.buffer, 0
+        while len(buffer) >= 4:
+            (size,) = HEADER.unpack_from(buffer)
+            if len(buffer) < 4 + size:
+                break
+            del buffer[: 4 + size]
+            got += 1
+        return got
 
 
-def concurrent_worker(args: tuple[str, int]) -> list[float]:
-    return one_at_a_time(*args)
+def closed_loop_worker(args: tuple[str, int, int]) -> tuple[list[float], float, float]:
+    """`connections` connections in one process, each with one request at a time."""
+    path, connections, per_connection = args
+    conns = [_LoopConn(path, per_connection) for _ in range(connections)]
+    selector = selectors.DefaultSelector()
+    samples: list[float] = []
+    began = time.perf_counter()
+    for conn in conns:
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+        conn.send()
+    active = len(conns)
+    while active:
+        for key, _ in selector.select():
+            conn = key.data
+            chunk = conn.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("closed")
+            conn.conn.buffer += chunk
+            if conn.replies():
+                samples.append(time.perf_counter() - conn.sent_at)
+                conn.left -= 1
+                if conn.left:
+                    conn.send()
+                else:
+                    selector.unregister(conn.sock)
+                    active -= 1
+    ended = time.perf_counter()
+    for conn in conns:
+        conn.sock.close()
+    return samples, began, ended
 
 
-def concurrent(path: str, connections: int, per_connection: int) -> tuple[float, list[float]]:
-    with multiprocessing.Pool(connections) as pool:
-        start = time.perf_counter()
-        results = pool.map(concurrent_worker, [(path, per_connection)] * connections)
-        elapsed = time.perf_counter() - start
-    samples = [s for r in results for s in r]
+def at_connections(path: str, connections: int, total: int) -> tuple[float, list[float]]:
+    """Closed-loop requests/s and per-request latencies (s) over `connections` connections."""
+    workers = min(connections, os.cpu_count() or 1)
+    per_connection = max(1, total // connections)
+    with multiprocessing.Pool(workers) as pool:
+        jobs = [(path, connections // workers, per_connection)] * workers
+        results = pool.map(closed_loop_worker, jobs)
+    samples = [s for r in results for s in r[0]]
+    elapsed = max(r[2] for r in results) - min(r[1] for r in results)
     return len(samples) / elapsed, samples
 
 
@@ -137,29 +193,19 @@ def wait_socket(path: str) -> None:
     raise TimeoutError(path)
 
 
-def measure(name: str, path: str, quick: bool) -> dict[str, float]:
+def measure(path: str, quick: bool) -> dict[str, float]:
     total = 20_000 if quick else 100_000
-    single = one_at_a_time(path, 2000 if quick else 10_000)
-    rate16, samples16 = concurrent(path, 16, 300 if quick else 1500)
-    return {
-        "pipelined_rps": statistics.median(pipelined(path, total) for _ in range(3)),
-        "p50_us": pct(single, 0.50),
-        "p99_us": pct(single, 0.99),
-        "c16_rps": rate16,
-        "c16_p50_us": pct(samples16, 0.50),
-        "c16_p99_us": pct(samples16, 0.99),
-    }
+    figures = {"pipelined_rps": statistics.median(pipelined(path, total) for _ in range(3))}
+    for connections in LEVELS:
+        rate, samples = at_connections(path, connections, 5_000 if quick else 20_000)
+        figures[f"c{connections}_rps"] = rate
+        figures[f"c{connections}_p50_us"] = pct(samples, 0.50)
+        figures[f"c{connections}_p99_us"] = pct(samples, 0.99)
+    return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    options = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="ga-bench-"))
-    bare_path = str(workdir / "bare.sock")
-    agent_path = str(workdir / "agent.sock")
-    bare = multiprocessing.Process(target=bare_server, args=(bare_path,), daemon=True)
-    bare.start()
+def start_agent(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    path = str(workdir / "agent.sock")
     agent = subprocess.Popen(
         [
             sys.executable,
@@ -167,36 +213,81 @@ def main() -> None:
             "guestagent",
             "serve",
             "--listen",
-            f"unix://{agent_path}",
+            f"unix://{path}",
             "--log-level",
             "warning",
             "--state-dir",
             str(workdir / "state"),
+            "--snp",
+            "none",  # ping is never gated: no policy is needed to measure the protocol
+            "--no-containers",
         ],
         stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,  # the checkout under test
     )
+    wait_socket(path)
+    return path, agent
+
+
+def compare(quick: bool) -> dict[str, dict[str, float]]:
+    """Both servers, in the same run, with the same clients."""
+    workdir = Path(tempfile.mkdtemp(prefix="ga-bench-"))
+    bare_path = str(workdir / "bare.sock")
+    bare = multiprocessing.Process(target=bare_server, args=(bare_path,), daemon=True)
+    bare.start()
+    agent_path, agent = start_agent(workdir)
     try:
         wait_socket(bare_path)
-        wait_socket(agent_path)
-        results = {
-            "bare asyncio+msgpack": measure("bare", bare_path, options.quick),
-            "guestagent": measure("agent", agent_path, options.quick),
-        }
+        return {"bare": measure(bare_path, quick), "agent": measure(agent_path, quick)}
     finally:
         agent.terminate()
         agent.wait()
         bare.terminate()
-    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}")
-    keys = list(next(iter(results.values())))
-    print(f"{'metric':<16}" + "".join(f"{name:>24}" for name in results) + f"{'agent/bare':>12}")
-    for key in keys:
-        values = [results[name][key] for name in results]
-        print(
-            f"{key:<16}"
-            + "".join(f"{v:>24,.1f}" for v in values)
-            + f"{values[1] / values[0]:>12.2f}"
+
+
+def rows(quick: bool = False) -> list[Row]:
+    results = compare(quick)
+    agent, bare = results["agent"], results["bare"]
+    table = [
+        Row(
+            "protocol",
+            "ping throughput, 1 connection, pipelined (512 in flight)",
+            f"{agent['pipelined_rps']:,.0f} req/s",
+            f"bare asyncio+msgpack {bare['pipelined_rps']:,.0f} req/s",
+            agent["pipelined_rps"] / bare["pipelined_rps"],
+            "higher",
         )
-    print("targets: pipelined >= 30,000 pings/s; one-at-a-time p99 < 500 us")
+    ]
+    for n in LEVELS:
+        table.append(
+            Row(
+                "protocol",
+                f"ping, {n} connection(s), each one request at a time: throughput",
+                f"{agent[f'c{n}_rps']:,.0f} req/s",
+                f"bare {bare[f'c{n}_rps']:,.0f} req/s",
+                agent[f"c{n}_rps"] / bare[f"c{n}_rps"],
+                "higher",
+            )
+        )
+        table.append(
+            Row(
+                "protocol",
+                f"ping, {n} connection(s): latency p50 / p99",
+                f"{agent[f'c{n}_p50_us']:,.0f} / {agent[f'c{n}_p99_us']:,.0f} µs",
+                f"bare {bare[f'c{n}_p50_us']:,.0f} / {bare[f'c{n}_p99_us']:,.0f} µs",
+                agent[f"c{n}_p50_us"] / bare[f"c{n}_p50_us"],
+                "lower",
+            )
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    options = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}")
+    print(markdown_table(rows(options.quick)))
 
 
 if __name__ == "__main__":

@@ -42,10 +42,16 @@ from guestagent.errors import (
     NotFoundError,
 )
 
-__all__ = ["Container", "ContainerManager", "ManagedProcess"]
+__all__ = ["Container", "ContainerManager", "ManagedProcess", "WaitTimeoutError"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 KILL_TIMEOUT = 10.0
+
+
+class WaitTimeoutError(AgentError, TimeoutError):
+    """A wait ran out of time: a TimeoutError to callers, agent.timeout on the wire."""
+
+    code = ErrorCode.TIMEOUT
 
 
 def check_id(value: str, what: str) -> str:
@@ -158,9 +164,9 @@ class ContainerManager:
             raise AlreadyExistsError(f"bundle of {container_id!r} already exists") from None
         cgroups_path = self.cgroups_path(container_id)
         config = {**config, "linux": {**config.get("linux", {}), "cgroupsPath": cgroups_path}}
-        _write_json(bundle / "config.json", config)
         pid_file = bundle / "init.pid"
         try:
+            _write_bundle_config(bundle, config)
             io = await self._launch(
                 config["process"],
                 stdio or StdioOptions(),
@@ -171,6 +177,7 @@ class ContainerManager:
         except BaseException:
             with contextlib.suppress(AgentError):
                 await self._discard(container_id, bundle, cgroups_path)
+            shutil.rmtree(bundle, ignore_errors=True)  # even if the runtime could not delete
             raise
         pid = _read_pid(pid_file)
         init = ManagedProcess(
@@ -276,9 +283,16 @@ class ContainerManager:
         Output is part of completion: with a full buffer, this waits for the consumer.
         """
         target = self.process(container_id, exec_id)
-        async with asyncio.timeout(timeout):
-            status = await asyncio.shield(target.status)
-            await target.io.wait_eof()
+        try:
+            async with asyncio.timeout(timeout):
+                status = await asyncio.shield(target.status)
+                await target.io.wait_eof()
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"process {exec_id or 'init'} of {container_id!r} did not finish within "
+                f"{timeout} s",
+                details={"container_id": container_id, "exec_id": exec_id, "timeout": timeout},
+            ) from None
         return exit_code_from_status(status)
 
     async def delete(self, container_id: str) -> None:
@@ -355,12 +369,23 @@ async def _await_exit(process: ManagedProcess, container_id: str) -> None:
         ) from None
 
 
+def _write_bundle_config(bundle: Path, config: dict[str, Any]) -> None:
+    try:
+        _write_json(bundle / "config.json", config)
+    except OSError as exc:  # ENOSPC on the state disk is an effect failure, not a bug
+        raise AgentError(
+            f"cannot write the bundle of {bundle.name!r}: {exc.strerror}",
+            code=ErrorCode.STORAGE,
+            details={"errno": exc.errno},
+        ) from None
+
+
 def _write_json(path: Path, value: Any) -> None:
     """Atomic write (temp file in the same directory, then rename), owner-only."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(value, out)
+        out.write(json.dumps(value))  # dumps uses the C encoder; dump streams in Python
     os.replace(tmp, path)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ __all__ = [
     "RuntimeTimeoutError",
     "find_runtime",
 ]
+
+log = logging.getLogger("guestagent.runtime")
 
 DEFAULT_TIMEOUT = 30.0
 RUNTIME_NAMES = ("runc", "crun")
@@ -99,7 +102,12 @@ class OciRuntime:
         binary: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self.binary = find_runtime(binary)
+        try:
+            self.binary = find_runtime(binary)
+        except RuntimeFailedError as exc:
+            # Keep the agent up: every runtime call then fails with runtime.failed, saying so.
+            log.error("no usable OCI runtime: %s", exc.message)
+            self.binary = binary or RUNTIME_NAMES[0]
         self.name = Path(self.binary).name
         self.reaper = reaper
         self.root = Path(state_dir) / self.name

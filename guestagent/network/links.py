@@ -11,13 +11,13 @@ import asyncio
 import ipaddress
 import re
 import socket
-from typing import Any
-
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import InvalidArgumentError, NotFoundError
 from guestagent.network.netns import NetworkFailedError, open_route_socket
+
+if TYPE_CHECKING:
+    from pyroute2 import AsyncIPRoute
 
 __all__ = ["Network"]
 
@@ -66,6 +66,9 @@ class Network:
         self._ipr: AsyncIPRoute | None = None
 
     async def __aenter__(self) -> Network:
+        # pyroute2 takes ~0.1 s to import: only pay it when the network is first touched.
+        from pyroute2 import AsyncIPRoute
+
         sock = await asyncio.to_thread(open_route_socket, self.netns)
         self._ipr = AsyncIPRoute(use_socket=sock)
         return self
@@ -78,6 +81,8 @@ class Network:
     async def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> list[Any]:
         if self._ipr is None:
             raise NetworkFailedError("network namespace is not open")
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             return await _drain(await getattr(self._ipr, method)(*args, **kwargs))
         except NetlinkError as exc:

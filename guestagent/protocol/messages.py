@@ -7,8 +7,8 @@ msgpack types, bounded nesting, string keys) before any handler sees them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -34,8 +34,9 @@ REQUEST_KEYS = frozenset({"id", "op", "args"})
 _PLAIN_SCALARS = (str, bytes, bool, int, float, type(None))
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
+    """One decoded request (a tuple: built once per request on the hot path)."""
+
     id: int
     op: str
     args: dict[str, Any]
@@ -90,6 +91,20 @@ def decode_request(payload: bytes) -> Request:
 
 
 def _validate_request(message: Any) -> Request:
+    if type(message) is dict and len(message) == 3 and REQUEST_KEYS.issuperset(message):
+        # The common shape: {id, op, args} with the right types; everything else takes the
+        # long way below, which names what is wrong.
+        request_id, op, args = message["id"], message["op"], message["args"]
+        if (
+            type(request_id) is int
+            and 0 <= request_id <= MAX_ID
+            and type(op) is str
+            and op
+            and type(args) is dict
+        ):
+            if args:
+                check_plain(args)
+            return Request(request_id, op, args)
     if not isinstance(message, dict):
         raise ProtocolError(f"a request must be a map, got {type(message).__name__}")
     unknown = message.keys() - REQUEST_KEYS
@@ -118,12 +133,32 @@ def encode_request(request_id: int, op: str, args: dict[str, Any] | None = None)
     return msgpack.packb({"id": request_id, "op": op, "args": args or {}}, use_bin_type=True)
 
 
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """A Packer per thread: making one per message costs as much as packing a small reply."""
+    try:
+        return _local.packer
+    except AttributeError:
+        _local.packer = msgpack.Packer(use_bin_type=True)
+        return _local.packer
+
+
 def encode_result(request_id: int | None, result: Any) -> bytes:
-    return msgpack.packb({"id": request_id, "ok": True, "result": result}, use_bin_type=True)
+    try:
+        return _packer().pack({"id": request_id, "ok": True, "result": result})
+    except BaseException:
+        _local.__dict__.pop("packer", None)  # never reuse a packer a failure interrupted
+        raise
 
 
 def encode_error(request_id: int | None, error: dict[str, Any]) -> bytes:
-    return msgpack.packb({"id": request_id, "ok": False, "error": error}, use_bin_type=True)
+    try:
+        return _packer().pack({"id": request_id, "ok": False, "error": error})
+    except BaseException:
+        _local.__dict__.pop("packer", None)
+        raise
 
 
 def decode_reply(payload: bytes) -> dict[str, Any]:

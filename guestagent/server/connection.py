@@ -43,6 +43,7 @@ class Connection(asyncio.Protocol):
         self.mutating_ids: set[int] = set()
         self._reading_paused = False
         self._writing_paused = False
+        self._batch: list[bytes] | None = None  # replies held back while a read is handled
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -68,8 +69,18 @@ class Connection(asyncio.Protocol):
             log.warning("closing %s: %s", self.peer, exc.message)
             self.close()
             return
-        for payload in payloads:
-            self._handle(payload)
+        if len(payloads) == 1:
+            self._handle(payloads[0])
+            return
+        # Several requests in one read: their inline replies leave in one write (one syscall).
+        self._batch = []
+        try:
+            for payload in payloads:
+                self._handle(payload)
+        finally:
+            batch, self._batch = self._batch, None
+            if batch and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(b"".join(batch))
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -180,6 +191,9 @@ class Connection(asyncio.Protocol):
 
     def _send(self, payload: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
+            return
+        if self._batch is not None:
+            self._batch.append(encode_frame(payload, max_frame=len(payload)))
             return
         self.transport.write(encode_frame(payload, max_frame=len(payload)))
 

@@ -70,14 +70,20 @@ class SimState:
 
     def __init__(self, directory: str | os.PathLike[str], product: Product | None = None):
         self.directory = Path(directory)
-        self._prepare_directory()
         self._lock_depth = 0
         self._certs: dict[str, x509.Certificate] = {}
         self._keys: dict[str, rsa.RSAPrivateKey] = {}
-        with self._locked():
-            self._load_or_create_identity(product)
-            self.ark = self.authority("ark")
-            self.ask = self.authority("ask")
+        try:
+            self._prepare_directory()
+            with self._locked():
+                self._load_or_create_identity(product)
+                self.ark = self.authority("ark")
+                self.ask = self.authority("ask")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A damaged chip must stop the agent with a reason, not a traceback.
+            raise SnpUnavailableError(
+                f"simulator state {self.directory} is unusable: {type(exc).__name__}: {exc}"
+            ) from None
 
     def _locked(self) -> contextlib.AbstractContextManager[Any]:
         """An exclusive lock on the state, so two processes never create it at once."""

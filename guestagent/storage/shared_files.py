@@ -8,10 +8,11 @@ written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import Any
 
-from guestagent.errors import InvalidArgumentError
+from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
 
 __all__ = ["write_shared_file"]
 
@@ -30,6 +31,21 @@ def _components(destination: str) -> list[str]:
 def write_shared_file(root: str, destination: str, data: bytes, mode: int) -> dict[str, Any]:
     """Write `data` at `root` + `destination` (creating directories); returns what it did."""
     parts = _components(destination)
+    try:
+        return _write(root, parts, data, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            why = "a path component is a symlink or not a directory; it is never followed"
+        else:  # ENOSPC, EDQUOT, EROFS, ...: the effect failed, say which way
+            why = exc.strerror or str(exc)
+        raise AgentError(
+            f"cannot write {destination!r} under the shared directory: {why}",
+            code=ErrorCode.STORAGE,
+            details={"errno": exc.errno},
+        ) from None
+
+
+def _write(root: str, parts: list[str], data: bytes, mode: int) -> dict[str, Any]:
     os.makedirs(root, mode=0o755, exist_ok=True)
     dir_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
     try:

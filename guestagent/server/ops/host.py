@@ -33,7 +33,7 @@ def stats(agent: Agent, call: Call) -> dict[str, Any]:
     cid = call.args["container_id"]
     if cid is not None:
         return agent.require_containers().stats(cid)
-    health = agent_health(agent.started_at)
+    health = agent_health()  # process start (wall clock); started_at is monotonic
     health["containers"] = len(agent.containers.list()) if agent.containers else 0
     return health
 
