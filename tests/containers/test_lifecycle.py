@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from conftest import run, running_manager
+from manager_helpers import run, running_manager
 from tests_markers import requires_runtime
 
 from guestagent.containers.process import StdioOptions

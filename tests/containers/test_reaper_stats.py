@@ -8,7 +8,7 @@ import signal
 import warnings
 
 import psutil
-from conftest import run, running_manager
+from manager_helpers import run, running_manager
 from tests_markers import requires_runtime
 
 from guestagent.containers.reaper import (

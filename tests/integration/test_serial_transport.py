@@ -42,8 +42,14 @@ def test_host_that_speaks_first_is_answered(tmp_path) -> None:
     async def main() -> None:
         # The host connects and sends before the agent opens its end.
         os.write(master, frame({"id": 1, "op": "hello", "args": {"protocol": 1}}))
-        agent = Agent(AgentConfig(listen=[f"serial://{port}"], snp="none",
-                                  state_dir=str(tmp_path / "state"), manage_containers=False))
+        agent = Agent(
+            AgentConfig(
+                listen=[f"serial://{port}"],
+                snp="none",
+                state_dir=str(tmp_path / "state"),
+                manage_containers=False,
+            )
+        )
         serving = asyncio.create_task(agent.serve())
         hello = await asyncio.wait_for(read_reply(master), 10)
         assert hello["id"] == 1 and hello["ok"] is True

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -183,11 +182,6 @@ def test_every_seed_decides_cleanly_in_every_state() -> None:
             check_decision(decide(POLICIES[name], state, point, request), point)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this fuzzer: an unhashable network_change kind crashes the rule "
-    "(denied as engine_error/internal instead of input/invalid_argument); policy owners' fix",
-)
 def test_unhashable_network_kind_is_a_malformed_input() -> None:
     policy = POLICIES["main"]
     decision = decide(policy, STATES[("main", "layers")], "network_change", {"kind": []})

@@ -50,7 +50,7 @@ def decide_network_change(policy: Policy, state: PolicyState, req: Mapping[str, 
     if not isinstance(req, Mapping) or "kind" not in req:
         raise BadInput("kind", "required field is missing")
     kind = req["kind"]
-    if kind not in NETWORK_KINDS:
+    if not isinstance(kind, str) or kind not in NETWORK_KINDS:
         raise BadInput("kind", f"expected one of {sorted(NETWORK_KINDS)}")
     rules = policy.network
     if not rules.allow_network_changes:
