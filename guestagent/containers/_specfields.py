@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from guestagent.capabilities import ALL_CAPABILITIES
 from guestagent.errors import InvalidArgumentError
 
 __all__ = [
@@ -30,51 +31,7 @@ __all__ = [
 ]
 
 # Linux capabilities 0..40, in number order.
-KNOWN_CAPABILITIES = frozenset(
-    (
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_BOOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_SYS_TTY_CONFIG",
-        "CAP_MKNOD",
-        "CAP_LEASE",
-        "CAP_AUDIT_WRITE",
-        "CAP_AUDIT_CONTROL",
-        "CAP_SETFCAP",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN",
-        "CAP_SYSLOG",
-        "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_AUDIT_READ",
-        "CAP_PERFMON",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-    )
-)
+KNOWN_CAPABILITIES = ALL_CAPABILITIES
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 NAMESPACE_TYPES = frozenset(("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"))
 _ENV_NAME = re.compile(r"[^=\x00]+")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode
-from guestagent.policy.rules._match import DEFAULT_UNPRIVILEGED_CAPS
+from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES as DEFAULT_UNPRIVILEGED_CAPS
 from guestagent.storage.layer import LayerImage, build_layer
 
 __all__ = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from guestagent.capabilities import ALL_CAPABILITIES, DEFAULT_UNPRIVILEGED_CAPABILITIES
 from guestagent.policy.containers import (
     CAPABILITY_SETS,
     CapabilitySets,
@@ -29,56 +30,8 @@ __all__ = [
 
 Failure = dict[str, Any]
 
-# The runtime default set (as hcsshim's defaultUnprivilegedCapabilities).
-DEFAULT_UNPRIVILEGED_CAPS = frozenset(
-    {
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    }
-)
-DEFAULT_PRIVILEGED_CAPS = DEFAULT_UNPRIVILEGED_CAPS | frozenset(
-    {
-        "CAP_DAC_READ_SEARCH",
-        "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_BOOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_SYS_TTY_CONFIG",
-        "CAP_LEASE",
-        "CAP_AUDIT_CONTROL",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN",
-        "CAP_SYSLOG",
-        "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_AUDIT_READ",
-        "CAP_PERFMON",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-    }
-)
+DEFAULT_UNPRIVILEGED_CAPS = DEFAULT_UNPRIVILEGED_CAPABILITIES
+DEFAULT_PRIVILEGED_CAPS = ALL_CAPABILITIES
 _EMPTY: frozenset[str] = frozenset()
 _UNPRIVILEGED = CapabilitySets(
     DEFAULT_UNPRIVILEGED_CAPS, DEFAULT_UNPRIVILEGED_CAPS, _EMPTY, DEFAULT_UNPRIVILEGED_CAPS, _EMPTY
