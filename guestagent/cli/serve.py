@@ -84,6 +84,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runtime", metavar="PATH", help="runc or crun (default: auto-detect)")
     parser.add_argument(
+        "--cgroup-parent",
+        default="guestagent",
+        metavar="NAME",
+        help="cgroup under which containers' cgroups are made (default guestagent)",
+    )
+    parser.add_argument(
         "--no-containers", action="store_true", help="do not become subreaper or run containers"
     )
     parser.add_argument(
@@ -121,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         layer_dirs=args.layer_dir,
         runtime=args.runtime,
         manage_containers=not args.no_containers,
+        cgroup_parent=args.cgroup_parent,
         console=args.console,
     )
 

@@ -63,6 +63,7 @@ class AgentConfig:
     storage_mode: str = "auto"  # auto | dm-verity | verified-loop
     layer_dirs: list[str] = field(default_factory=list)
     runtime: str | None = None  # runc or crun binary; None: auto-detect
+    cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
 
@@ -179,7 +180,10 @@ class Agent:
             warnings.simplefilter("ignore", DeprecationWarning)
             asyncio.get_event_loop_policy().set_child_watcher(ReaperChildWatcher(self.reaper))
         self.containers = ContainerManager(
-            self.reaper, self.state_dir / "containers", runtime_binary=self.config.runtime
+            self.reaper,
+            self.state_dir / "containers",
+            runtime_binary=self.config.runtime,
+            cgroup_parent=self.config.cgroup_parent,
         )
 
     async def serve(self) -> None:

@@ -57,6 +57,9 @@ def running_agent(*extra_args: str, env: dict[str, str] | None = None) -> Iterat
             "--state-dir",
             str(workdir / "state"),
             *(() if "--snp" in extra_args else ("--snp", "none")),
+            # Agents of concurrent test runs must not share container cgroups.
+            "--cgroup-parent",
+            f"guestagent-test-{workdir.name}",
             *extra_args,
         ],
         stdout=log,
