@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from guestagent.errors import AgentError, ErrorCode
 from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES as DEFAULT_UNPRIVILEGED_CAPS
+from guestagent.errors import AgentError, ErrorCode
 from guestagent.storage.layer import LayerImage, build_layer
 
 __all__ = [
