@@ -16,14 +16,14 @@ chmod 0755 "$work"  # apt-get download drops to _apt, which must reach the targe
 mkdir -p "$work/dl" && chmod 0777 "$work/dl"
 (cd "$work/dl" && apt-get download -qq "$pkg")
 deb=$(ls "$work"/dl/*.deb)
-dpkg -x "$deb" "$work/root"
+dpkg -x "$deb" "$work/unpacked"
 # The .deb ships no modules.dep: generate it so modprobe can resolve load order.
-depmod -b "$work/root" "$version"
+depmod -b "$work/unpacked" "$version"
 
 mkdir -p "$out/lib/modules"
 rm -rf "${out:?}/lib/modules/$version"
-cp "$work/root/boot/vmlinuz-$version" "$out/vmlinuz"
-cp -a "$work/root/lib/modules/$version" "$out/lib/modules/$version"
+cp "$work/unpacked/boot/vmlinuz-$version" "$out/vmlinuz"
+cp -a "$work/unpacked/lib/modules/$version" "$out/lib/modules/$version"
 echo "$version" >"$out/version"
 dpkg-deb --show --showformat '${Package}=${Version}\n' "$deb" >"$out/package"
 echo "fetch-kernel: $(cat "$out/package")"
