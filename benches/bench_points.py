@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import Row, median, percentile
-from bench_policy import _layer, create_request
+from bench_policy import _layer, create_request, policy_document
 
 from guestagent.policy.document import Policy, parse_policy
 from guestagent.policy.engine import decide
@@ -35,59 +35,13 @@ ROOTFS = f"/run/rootfs/{CID}"
 
 def policy_of(count: int) -> Policy:
     """bench_policy's containers, plus the guest-wide permissions every point needs."""
-    containers = []
-    for i in range(count):
-        containers.append(
-            {
-                "name": f"app{i}",
-                "layers": [_layer(i, j) for j in range(4)],
-                "command": [f"/bin/app{i}", "--serve"],
-                "env_rules": [
-                    {
-                        "pattern": "PATH=/usr/local/bin:/usr/bin:/bin",
-                        "strategy": "string",
-                        "required": True,
-                    },
-                    {"pattern": "PORT=[0-9]{1,5}", "strategy": "re2"},
-                    {"pattern": "LOG_LEVEL=(debug|info|warn|error)", "strategy": "re2"},
-                    {"pattern": "HOSTNAME=[a-z0-9-]{1,63}", "strategy": "re2"},
-                    {"pattern": "TZ=UTC", "strategy": "string"},
-                ],
-                "working_dir": "/srv",
-                "user": {"uid": 1000, "gid": 1000, "additional_gids": []},
-                "mounts": [
-                    {
-                        "type": "bind",
-                        "source": "/run/scratch/[0-9a-f]{8}/data",
-                        "destination": "/data",
-                        "options": ["rbind", "rw"],
-                    }
-                ],
-                "exec_processes": [{"command": ["/bin/health"], "signals": [15]}],
-                "signals": [15],
-            }
-        )
-    document = {
-        "version": 1,
-        "containers": containers,
-        "allow_properties_access": True,
-        "network": {"allow_network_changes": True, "interface_patterns": ["eth[0-9]"]},
-        "copy_file": {"destinations": ["/etc/app/[a-z.]+"]},
-    }
+    document = policy_document(
+        count,
+        allow_properties_access=True,
+        network={"allow_network_changes": True, "interface_patterns": ["eth[0-9]"]},
+        copy_file={"destinations": ["/etc/app/[a-z.]+"]},
+    )
     return parse_policy(json.dumps(document).encode())
-
-
-# Facts the agent's spec reader adds to every create_container input (see containers/spec.py).
-SPEC_READER_FACTS = {
-    "privileged_reasons": [],
-    "host_namespaces": [],
-    "unsupported_fields": [],
-    "umask": None,
-}
-
-
-def full_create_request(index: int) -> dict[str, Any]:
-    return {**SPEC_READER_FACTS, **create_request(index)}
 
 
 def _step(policy: Policy, state: PolicyState, point: str, request: dict[str, Any]) -> PolicyState:
@@ -106,7 +60,7 @@ def scenario(policy: Policy, index: int) -> dict[str, tuple[PolicyState, dict[st
     mounted = _step(policy, layered, "mount_device", devices[3])
     overlay = {"container_id": CID, "layer_paths": paths, "target": ROOTFS}
     prepared = _step(policy, mounted, "mount_overlay", overlay)
-    create = full_create_request(index)
+    create = create_request(index)
     created = _step(policy, prepared, "create_container", create)
     started = _step(policy, created, "start_container", {"container_id": CID})
     exec_request = {k: create[k] for k in ("container_id", "env", "working_dir", "user")}

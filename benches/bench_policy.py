@@ -36,7 +36,8 @@ def _layer(i: int, j: int) -> str:
     return hashlib.sha256(f"{i}/{j}".encode()).hexdigest()
 
 
-def build_policy(count: int) -> Any:
+def policy_document(count: int, **global_flags: Any) -> dict[str, Any]:
+    """`count` similar containers (each with four layers, env rules, a mount, an exec)."""
     containers = []
     for i in range(count):
         containers.append(
@@ -65,11 +66,15 @@ def build_policy(count: int) -> Any:
                         "options": ["rbind", "rw"],
                     }
                 ],
-                "exec_processes": [{"command": ["/bin/health"]}],
+                "exec_processes": [{"command": ["/bin/health"], "signals": [15]}],
                 "signals": [15],
             }
         )
-    return parse_policy(json.dumps({"version": 1, "containers": containers}).encode())
+    return {"version": 1, "containers": containers, **global_flags}
+
+
+def build_policy(count: int) -> Any:
+    return parse_policy(json.dumps(policy_document(count)).encode())
 
 
 def create_request(index: int) -> dict[str, Any]:
