@@ -4,6 +4,7 @@ a verified busybox layer it may mount."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,15 @@ from guestagent.client import Client
 from guestagent.demo import assets
 from guestagent.policy.measure import measure
 
-__all__ = ["REPO", "TRUE", "AgentAssets", "build_assets", "connect_when_ready", "start_agent"]
+__all__ = [
+    "REPO",
+    "TRUE",
+    "AgentAssets",
+    "build_assets",
+    "connect_when_ready",
+    "python_env",
+    "start_agent",
+]
 
 TRUE = ["/bin/true"]
 # Agents run from the checkout under test, whatever else is installed.
@@ -52,7 +61,19 @@ def build_assets(work: Path) -> AgentAssets:
     return AgentAssets(image.path, work / "layer", policy, host_data, work / "sim")
 
 
-def start_agent(work: Path, agent: AgentAssets, name: str = "agent") -> subprocess.Popen[bytes]:
+def python_env(cache_dir: Path) -> dict[str, str]:
+    """The environment of a spawned agent or baseline server: bytecode is cached (in
+    `cache_dir`, not in the checkout) as it is precompiled in the guest image, whatever the caller's
+    PYTHONDONTWRITEBYTECODE says; the first, untimed start of each writes it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache_dir)
+    return env
+
+
+def start_agent(
+    work: Path, agent: AgentAssets, name: str = "agent", repo: Path = REPO
+) -> subprocess.Popen[bytes]:
+    """The agent of the checkout at `repo` (this one unless another is to be compared)."""
     socket = work / f"{name}.sock"
     return subprocess.Popen(
         [sys.executable, "-m", "guestagent", "serve", "--listen", f"unix://{socket}",
@@ -61,7 +82,8 @@ def start_agent(work: Path, agent: AgentAssets, name: str = "agent") -> subproce
          "--policy", str(agent.policy), "--layer-dir", str(agent.layer_dir),
          "--log-level", "warning"],
         stderr=subprocess.DEVNULL,
-        cwd=REPO,
+        cwd=repo,
+        env=python_env(work / f"pycache-{repo.name}"),
     )  # fmt: skip
 
 

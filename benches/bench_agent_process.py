@@ -6,7 +6,12 @@ untimed first start). The baseline is the bare asyncio+msgpack server of bench_p
 spawned and answered the same way, in the same run. RSS (psutil): idle once ready, and loaded
 after 64 connections x 200 pings each plus 10 container runs (the baseline: the same pings).
 
-    python benches/bench_agent_process.py [--starts 5]
+    python benches/bench_agent_process.py [--starts 5] [--compare DIR]
+
+--compare DIR also times the agent of another checkout (say `git archive` of an older commit
+unpacked in DIR), taking turns with this one and the bare server: a before/after in one run.
+Each spawned interpreter caches its bytecode (as the guest image ships it precompiled); the
+first, untimed start of each writes it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _agent import TRUE, AgentAssets, build_assets, connect_when_ready, start_agent
+from _agent import TRUE, AgentAssets, build_assets, connect_when_ready, python_env, start_agent
 from _report import Row, markdown_table, median
 from bench_protocol import Conn, closed_loop_worker
 
@@ -41,7 +46,7 @@ BARE = (
 def spawn_bare(work: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
     path = str(work / f"{name}.sock")
     code = BARE.format(benches=str(Path(__file__).resolve().parent), path=path)
-    return subprocess.Popen([sys.executable, "-c", code]), path
+    return subprocess.Popen([sys.executable, "-c", code], env=python_env(work / "pycache")), path
 
 
 def ready_bare(path: str, process: subprocess.Popen[bytes]) -> None:
@@ -60,9 +65,11 @@ def ready_bare(path: str, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("bare server did not start")
 
 
-def time_agent_start(work: Path, prepared: AgentAssets, name: str) -> float:
+def time_agent_start(
+    work: Path, prepared: AgentAssets, name: str, repo: Path | None = None
+) -> float:
     began = time.perf_counter()
-    process = start_agent(work, prepared, name)
+    process = start_agent(work, prepared, name, *([repo] if repo else []))
     try:
         with connect_when_ready(str(work / f"{name}.sock"), process) as client:
             elapsed = time.perf_counter() - began
@@ -126,21 +133,41 @@ def memory(work: Path, prepared: AgentAssets) -> dict[str, int]:
             process.wait(timeout=60)
 
 
-def rows(starts: int = 5) -> list[Row]:
+def rows(starts: int = 5, compare: Path | None = None) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="ga-bench-proc-"))
     try:
         prepared = build_assets(work)
-        time_agent_start(work, prepared, "first")  # makes the simulator's keys: not timed
-        agent_times, bare_times = [], []
+        # Not timed: the simulator's keys, and each one's bytecode cache, are made.
+        time_agent_start(work, prepared, "first")
+        time_bare_start(work, "bare-first")
+        if compare:
+            time_agent_start(work, prepared, "other-first", compare)
+        agent_times, bare_times, other_times = [], [], []
         for i in range(starts):
             agent_times.append(time_agent_start(work, prepared, f"a{i}"))
             bare_times.append(time_bare_start(work, f"b{i}"))
+            if compare:
+                other_times.append(time_agent_start(work, prepared, f"o{i}", compare))
         mem = memory(work, prepared)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     agent_ms, bare_ms = median(agent_times) * 1000, median(bare_times) * 1000
     mib = 1 << 20
+    compared = []
+    if compare:
+        other_ms = median(other_times) * 1000
+        compared.append(
+            Row(
+                "agent process",
+                f"start to ready, p50 of {starts}: this checkout against {compare.name}",
+                f"{agent_ms:.0f} ms",
+                f"{compare.name}'s agent {other_ms:.0f} ms ({other_ms / bare_ms:.2f}x bare)",
+                agent_ms / other_ms,
+                "lower",
+            )
+        )
     return [
+        *compared,
         Row(
             "agent process",
             f"start to ready (spawn → hello answered, policy adopted), p50 of {starts}",
@@ -171,7 +198,9 @@ def rows(starts: int = 5) -> list[Row]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
-    print(markdown_table(rows(parser.parse_args().starts)))
+    parser.add_argument("--compare", type=Path, metavar="DIR", help="another checkout's agent")
+    args = parser.parse_args()
+    print(markdown_table(rows(args.starts, args.compare)))
     return 0
 
 

@@ -13,9 +13,13 @@ bound to the policy digest and its own policy entry::
 
 from __future__ import annotations
 
-from guestagent.attestation.hub import AttestationHub, attestation_entry
-from guestagent.attestation.keys import derive_workload_key
-from guestagent.attestation.server import SOCKET_DESTINATION, AttestationServer, oci_mount
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guestagent.attestation.hub import AttestationHub, attestation_entry
+    from guestagent.attestation.keys import derive_workload_key
+    from guestagent.attestation.server import SOCKET_DESTINATION, AttestationServer, oci_mount
 
 __all__ = [
     "SOCKET_DESTINATION",
@@ -25,3 +29,23 @@ __all__ = [
     "derive_workload_key",
     "oci_mount",
 ]
+
+# Loaded on first use: the agent's create path needs only the hub; the server and the key
+# derivation (cryptography) load with the first attestation socket.
+_HOMES = {
+    "AttestationHub": "hub",
+    "attestation_entry": "hub",
+    "derive_workload_key": "keys",
+    "SOCKET_DESTINATION": "server",
+    "AttestationServer": "server",
+    "oci_mount": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

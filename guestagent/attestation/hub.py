@@ -14,11 +14,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from guestagent.attestation.server import AttestationServer
 from guestagent.errors import AlreadyExistsError, ErrorCode, InvalidArgumentError, PolicyDenied
-from guestagent.snp.backend import SnpBackend
+
+if TYPE_CHECKING:
+    from guestagent.attestation.server import AttestationServer
+    from guestagent.snp.backend import SnpBackend
 
 __all__ = ["AttestationHub", "attestation_entry"]
 
@@ -65,6 +67,9 @@ class AttestationHub:
                 f"container {container_id!r} already has an attestation socket",
                 code=ErrorCode.ALREADY_EXISTS,
             )
+        # The server (and the key derivation's cryptography) loads with the first socket.
+        from guestagent.attestation.server import AttestationServer
+
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         server = AttestationServer(
             self.backend, entry_name, self.socket_path(container_id), lock=self._lock

@@ -11,7 +11,6 @@ from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.logs import configure_logging
-from guestagent.snp.sim import SimConfig
 from guestagent.transport.uri import parse_uri
 
 __all__ = ["add_agent_arguments", "config_from_args", "register"]
@@ -109,6 +108,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.sim_host_data is not None:
         if args.snp != "sim":
             raise AgentError("--sim-host-data needs --snp sim")
+        from guestagent.snp.sim import SimConfig  # the simulator's module: only when asked for
+
         try:
             sim_config = SimConfig(host_data=bytes.fromhex(args.sim_host_data))
         except ValueError:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.policy.gate import DenyAllGate, PolicyGate
 from guestagent.policy.measure import adopt
-from guestagent.snp import parse_report
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -39,6 +38,8 @@ def adopt_policy(agent: Agent, policy_bytes: bytes, source: str) -> dict[str, An
             f"cannot adopt a policy without an SEV-SNP backend: {agent.snp_error}",
             code=ErrorCode.SNP_UNAVAILABLE,
         )
+    from guestagent.snp.report import parse_report  # its field classes cost ms: not before ready
+
     report = parse_report(agent.snp.get_report(secrets.token_bytes(64)))
     result = adopt(policy_bytes, report.host_data)
     if not result.accepted or result.policy is None or result.measurement is None:

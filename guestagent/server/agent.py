@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guestagent import __version__
-from guestagent.attestation.hub import AttestationHub
-from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper, ReaperChildWatcher
 from guestagent.errors import AgentError, ErrorCode, TaintedError
@@ -34,14 +32,17 @@ from guestagent.server.adoption import adopt_policy
 from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
 from guestagent.server.ops import all_operations
-from guestagent.snp import SnpBackend, open_backend
-from guestagent.snp.sim import SimConfig
+from guestagent.snp.device import open_backend
 from guestagent.storage.registry import StorageRegistry
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
+    from guestagent.attestation.hub import AttestationHub
+    from guestagent.console.server import ConsoleServer
     from guestagent.policy.decision import Decision
+    from guestagent.snp.backend import SnpBackend
+    from guestagent.snp.sim import SimConfig
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -90,7 +91,7 @@ class Agent:
         self.reaper = Reaper()
         self.containers: ContainerManager | None = None
         self.attestation: AttestationHub | None = None
-        self.console = ConsoleServer(self, config.console)
+        self.console: ConsoleServer | None = None  # only when asked for (--console)
         self.connections: set[Connection] = set()
         self.listeners: list[Listener] = []
         self.shutting_down = False
@@ -145,10 +146,16 @@ class Agent:
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
         if self.snp is not None:
+            from guestagent.attestation.hub import AttestationHub
+
             self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
         if self.config.manage_containers:
             self._start_containers()
-        await self.console.start()
+        if self.config.console:
+            from guestagent.console.server import ConsoleServer
+
+            self.console = ConsoleServer(self, self.config.console)
+            await self.console.start()
         for uri in self.config.listen:
             listener = await listen(parse_uri(uri), lambda: Connection(self))
             self.listeners.append(listener)
@@ -210,7 +217,8 @@ class Agent:
         notify.notify("STOPPING=1")
         for listener in self.listeners:
             await listener.close()
-        await self.console.stop()
+        if self.console is not None:
+            await self.console.stop()
         in_flight = [t for c in self.connections for t in c.in_flight.values()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=self.config.shutdown_grace)

@@ -13,9 +13,13 @@ amdcerts, chain, verify, result, simca. I/O: sevguest, configfs, sim/simstate, d
 
 from __future__ import annotations
 
-from guestagent.snp.backend import DerivedKeyRequest, GuestField, SnpBackend
-from guestagent.snp.device import open_backend
-from guestagent.snp.report import AttestationReport, parse_report
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guestagent.snp.backend import DerivedKeyRequest, GuestField, SnpBackend
+    from guestagent.snp.device import open_backend
+    from guestagent.snp.report import AttestationReport, parse_report
 
 __all__ = [
     "AttestationReport",
@@ -25,3 +29,23 @@ __all__ = [
     "open_backend",
     "parse_report",
 ]
+
+# Loaded on first use: the agent starts without the backends it was not asked for (the
+# simulator and the certificate code bring in cryptography).
+_HOMES = {
+    "AttestationReport": "report",
+    "DerivedKeyRequest": "backend",
+    "GuestField": "backend",
+    "SnpBackend": "backend",
+    "open_backend": "device",
+    "parse_report": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -19,11 +19,11 @@ from guestagent.errors import InvalidArgumentError
 from guestagent.snp.backend import DerivedKeyRequest, check_report_data, check_vmpl
 from guestagent.snp.cert_table import CertTable
 from guestagent.snp.errors import BadReportError, SnpBusyError, SnpUnavailableError
+from guestagent.snp.paths import DEFAULT_ROOT
 from guestagent.snp.report import REPORT_SIZE, parse_report
 
 __all__ = ["DEFAULT_ROOT", "ConfigfsOps", "ConfigfsTsmBackend", "OsConfigfsOps"]
 
-DEFAULT_ROOT = "/sys/kernel/config/tsm/report"
 ATTEMPTS = 3
 _WRITES_PER_REQUEST = 2  # privlevel, inblob
 

@@ -8,14 +8,15 @@ simulator is used only when `kind="sim"` is asked for explicitly, with a state d
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from guestagent.errors import InvalidArgumentError
-from guestagent.snp.backend import SnpBackend
-from guestagent.snp.configfs import DEFAULT_ROOT, ConfigfsTsmBackend
 from guestagent.snp.errors import SnpUnavailableError
-from guestagent.snp.sevguest import DEFAULT_DEVICE, SevGuestBackend
-from guestagent.snp.sim import SimBackend, SimConfig
+from guestagent.snp.paths import DEFAULT_DEVICE, DEFAULT_ROOT
+
+if TYPE_CHECKING:
+    from guestagent.snp.backend import SnpBackend
+    from guestagent.snp.sim import SimConfig
 
 __all__ = ["BACKEND_KINDS", "BackendKind", "open_backend"]
 
@@ -31,7 +32,8 @@ def open_backend(
     sim_state: str | os.PathLike[str] | None = None,
     sim_config: SimConfig | None = None,
 ) -> SnpBackend:
-    """The backend for `kind`; raises SnpUnavailableError when it cannot be used here."""
+    """The backend for `kind`; raises SnpUnavailableError when it cannot be used here. Only
+    the chosen backend's module is imported (the simulator's brings in cryptography)."""
     if kind not in BACKEND_KINDS:
         raise InvalidArgumentError(
             f"unknown SNP backend {kind!r} (choose from {', '.join(BACKEND_KINDS)})"
@@ -39,6 +41,8 @@ def open_backend(
     if kind == "sim":
         if sim_state is None:
             raise InvalidArgumentError("the simulator needs a state directory (--sim-state)")
+        from guestagent.snp.sim import SimBackend
+
         return SimBackend(sim_state, sim_config)
     if sim_config is not None:
         raise InvalidArgumentError("simulator options given without choosing the sim backend")
@@ -47,10 +51,14 @@ def open_backend(
     if kind == "sev-guest" or (kind == "auto" and has_device):
         if not has_device:
             raise SnpUnavailableError(f"{device_path} does not exist (no sev-guest driver)")
+        from guestagent.snp.sevguest import SevGuestBackend
+
         return SevGuestBackend(device_path)
     if kind == "configfs-tsm" or (kind == "auto" and has_tsm):
         if not has_tsm:
             raise SnpUnavailableError(f"{tsm_root} does not exist (configfs-tsm not available)")
+        from guestagent.snp.configfs import ConfigfsTsmBackend
+
         return ConfigfsTsmBackend(tsm_root)
     raise SnpUnavailableError(
         f"no SEV-SNP guest interface: neither {device_path} nor {tsm_root} exists. "

@@ -29,11 +29,11 @@ from guestagent.snp.errors import (
     SnpFirmwareError,
     SnpUnavailableError,
 )
+from guestagent.snp.paths import DEFAULT_DEVICE
 from guestagent.snp.report import REPORT_SIZE
 
 __all__ = ["DEFAULT_DEVICE", "IoctlFunction", "SevGuestBackend"]
 
-DEFAULT_DEVICE = "/dev/sev-guest"
 IoctlFunction = Callable[[int, int, Any], Any]
 PAGE_SIZE = 4096
 INITIAL_CERTS_LEN = 2 * PAGE_SIZE

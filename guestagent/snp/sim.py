@@ -17,7 +17,6 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from guestagent.errors import InvalidArgumentError
 from guestagent.snp.backend import (
@@ -174,6 +173,8 @@ class SimBackend:
 
     def get_certificates(self) -> CertTable:
         """The table a host would attach: VCEK (or VLEK), ASK (or ASVK), ARK, all DER."""
+        from cryptography.hazmat.primitives.serialization import Encoding  # not to sign
+
         kind = self.config.signing_key
         leaf = self.state.endorsement_cert(kind, self.tcb)
         intermediate, ark = self.state.chain(kind)

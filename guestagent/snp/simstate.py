@@ -14,18 +14,19 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from guestagent.errors import InvalidArgumentError
-from guestagent.snp.amdcerts import load_certificate
 from guestagent.snp.errors import SnpUnavailableError
 from guestagent.snp.fields import Product, TcbVersion
-from guestagent.snp.simca import issue_ca, issue_endorsement_key
+
+if TYPE_CHECKING:  # certificates load only when asked for: signing a report needs none
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = ["SimState"]
 
@@ -54,6 +55,8 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _pem_key(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -62,6 +65,8 @@ def _pem_key(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -77,13 +82,19 @@ class SimState:
             self._prepare_directory()
             with self._locked():
                 self._load_or_create_identity(product)
-                self.ark = self.authority("ark")
-                self.ask = self.authority("ask")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A damaged chip must stop the agent with a reason, not a traceback.
             raise SnpUnavailableError(
                 f"simulator state {self.directory} is unusable: {type(exc).__name__}: {exc}"
             ) from None
+
+    @property
+    def ark(self) -> x509.Certificate:
+        return self.authority("ark")
+
+    @property
+    def ask(self) -> x509.Certificate:
+        return self.authority("ask")
 
     def _locked(self) -> contextlib.AbstractContextManager[Any]:
         """An exclusive lock on the state, so two processes never create it at once."""
@@ -151,6 +162,9 @@ class SimState:
         """Its private key, loaded only when a certificate must be issued (loading is slow)."""
         if name not in self._keys:
             self.authority(name)
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
             key_file = self.directory / f"{name}.key"
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
             if not isinstance(key, rsa.RSAPrivateKey):
@@ -159,6 +173,11 @@ class SimState:
         return self._keys[name]
 
     def _load_or_issue(self, name: str) -> x509.Certificate:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from guestagent.snp.amdcerts import load_certificate
+        from guestagent.snp.simca import issue_ca
+
         common_name, issuer, serial = _AUTHORITIES[name]
         cert_file = self.directory / f"{name}.pem"
         if cert_file.exists():
@@ -187,6 +206,9 @@ class SimState:
 
     def endorsement_cert(self, kind: str, tcb: TcbVersion) -> x509.Certificate:
         """The VCEK/VLEK certificate for one TCB, issued once and kept in the state directory."""
+        from guestagent.snp.amdcerts import load_certificate
+        from guestagent.snp.simca import issue_endorsement_key
+
         cert_file = self.directory / f"{kind}-{tcb.raw:016x}.pem"
         if cert_file.exists():
             return load_certificate(cert_file.read_bytes())
