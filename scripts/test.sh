@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(runc cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio openssl
+APT_PACKAGES=(runc crun cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio openssl
   python3 systemd)
 
 missing=()

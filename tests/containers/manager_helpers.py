@@ -37,11 +37,16 @@ def assert_nothing_left(manager: ContainerManager, pids: list[int]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_manager(state_dir: Path) -> AsyncIterator[ContainerManager]:
-    """A reaper on this loop and a manager; on exit everything is deleted and checked."""
+async def running_manager(
+    state_dir: Path, runtime: str | None = None
+) -> AsyncIterator[ContainerManager]:
+    """A reaper on this loop and a manager (of `runtime`, else the one found); on exit
+    everything is deleted and checked."""
     reaper = Reaper()
     reaper.install()
-    manager = ContainerManager(reaper, state_dir, cgroup_parent=f"ga-test-{os.getpid()}")
+    manager = ContainerManager(
+        reaper, state_dir, runtime_binary=runtime, cgroup_parent=f"ga-test-{os.getpid()}"
+    )
     pids: list[int] = []
     manager.test_pids = pids  # type: ignore[attr-defined]
     try:

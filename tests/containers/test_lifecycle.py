@@ -1,4 +1,5 @@
-"""Real containers through runc: lifecycle, exec, stdio, signals, crashes and cleanup."""
+"""Real containers through runc and crun (each test runs with both): lifecycle, exec, stdio,
+signals, crashes and cleanup."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ pytestmark = requires_runtime
 PROCESS = {"cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
 
 
-def test_create_start_wait_reports_exit_codes(tmp_path, bundle_config):
+def test_create_start_wait_reports_exit_codes(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             for cid, code in (("ok", 0), ("three", 3)):
                 config = bundle_config(manager, cid, ["/bin/sh", "-c", f"exit {code}"])
                 assert (await manager.create(cid, config))["status"] == "created"
@@ -39,9 +40,9 @@ def test_create_start_wait_reports_exit_codes(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_exec_output_and_exit_code(tmp_path, bundle_config):
+def test_exec_output_and_exit_code(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("c", bundle_config(manager, "c", ["/bin/sleep", "60"]))
             assert (await manager.start("c"))["status"] == "running"
             args = ["/bin/sh", "-c", "echo out; echo err >&2; hostname; exit 4"]
@@ -56,9 +57,9 @@ def test_exec_output_and_exit_code(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_stdin_write_and_close(tmp_path, bundle_config):
+def test_stdin_write_and_close(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "cat", ["/bin/sh", "-c", "cat; echo done"])
             await manager.create("cat", config, StdioOptions(stdin=True))
             await manager.start("cat")
@@ -73,13 +74,15 @@ def test_stdin_write_and_close(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_large_output_arrives_complete_through_a_bounded_buffer(tmp_path, bundle_config):
+def test_large_output_arrives_complete_through_a_bounded_buffer(
+    tmp_path, bundle_config, oci_runtime
+):
     size, limit = 8 << 20, 1 << 20
     data = "/dev/shm/data"  # container-private tmpfs
     script = f"head -c {size} /dev/urandom > {data}; cat {data}; sha256sum {data} >&2"
 
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "big", ["/bin/sh", "-c", script])
             await manager.create("big", config, StdioOptions(buffer_limit=limit))
             await manager.start("big")
@@ -97,11 +100,11 @@ def test_large_output_arrives_complete_through_a_bounded_buffer(tmp_path, bundle
     run(scenario())
 
 
-def test_full_buffer_blocks_the_writer_until_drained(tmp_path, bundle_config):
+def test_full_buffer_blocks_the_writer_until_drained(tmp_path, bundle_config, oci_runtime):
     limit = 256 << 10
 
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "bp", ["/bin/sh", "-c", "head -c 4194304 /dev/zero"])
             await manager.create("bp", config, StdioOptions(buffer_limit=limit))
             await manager.start("bp")
@@ -116,9 +119,9 @@ def test_full_buffer_blocks_the_writer_until_drained(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_output_written_just_before_exit_is_not_lost(tmp_path, bundle_config):
+def test_output_written_just_before_exit_is_not_lost(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "last", ["/bin/sh", "-c", "seq 1 20000; exit 7"])
             await manager.create("last", config)
             await manager.start("last")
@@ -130,9 +133,9 @@ def test_output_written_just_before_exit_is_not_lost(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_terminal_exec_with_resize(tmp_path, bundle_config):
+def test_terminal_exec_with_resize(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("tty", bundle_config(manager, "tty", ["/bin/sleep", "60"]))
             await manager.start("tty")
             process = {**PROCESS, "args": ["/bin/sh"], "terminal": True}
@@ -149,9 +152,9 @@ def test_terminal_exec_with_resize(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_terminal_init_process(tmp_path, bundle_config):
+def test_terminal_init_process(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "t", ["/bin/sh", "-c", "tty; exit 2"], terminal=True)
             await manager.create("t", config)
             await manager.start("t")
@@ -161,11 +164,11 @@ def test_terminal_init_process(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_signals_reach_init_and_exec_processes(tmp_path, bundle_config):
+def test_signals_reach_init_and_exec_processes(tmp_path, bundle_config, oci_runtime):
     trap = "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done"
 
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("sig", bundle_config(manager, "sig", ["/bin/sh", "-c", trap]))
             await manager.start("sig")
             exec_id = await manager.exec("sig", {**PROCESS, "args": ["/bin/sh", "-c", trap]})
@@ -181,9 +184,9 @@ def test_signals_reach_init_and_exec_processes(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_kill_9_of_init_from_outside_is_noticed(tmp_path, bundle_config):
+def test_kill_9_of_init_from_outside_is_noticed(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("k", bundle_config(manager, "k", ["/bin/sleep", "60"]))
             await manager.start("k")
             exec_id = await manager.exec("k", {**PROCESS, "args": ["/bin/sleep", "60"]})
@@ -198,9 +201,9 @@ def test_kill_9_of_init_from_outside_is_noticed(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_crashing_process_reports_its_signal(tmp_path, bundle_config):
+def test_crashing_process_reports_its_signal(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("crash", bundle_config(manager, "crash", ["/bin/sleep", "60"]))
             await manager.start("crash")
             exec_id = await manager.exec(
@@ -211,9 +214,9 @@ def test_crashing_process_reports_its_signal(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_delete_of_a_running_container_leaves_nothing(tmp_path, bundle_config):
+def test_delete_of_a_running_container_leaves_nothing(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             await manager.create("d", bundle_config(manager, "d", ["/bin/sleep", "60"]))
             await manager.start("d")
             await manager.exec("d", {**PROCESS, "args": ["/bin/sleep", "60"]})
@@ -225,9 +228,11 @@ def test_delete_of_a_running_container_leaves_nothing(tmp_path, bundle_config):
     run(scenario())
 
 
-def test_invalid_requests_fail_with_agent_errors(tmp_path, bundle_config, busybox_rootfs):
+def test_invalid_requests_fail_with_agent_errors(
+    tmp_path, bundle_config, busybox_rootfs, oci_runtime
+):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "x", ["/bin/sleep", "60"])
             await manager.create("x", config)
             with pytest.raises(AlreadyExistsError):
@@ -243,9 +248,9 @@ def test_invalid_requests_fail_with_agent_errors(tmp_path, bundle_config, busybo
     run(scenario())
 
 
-def test_runtime_failure_carries_the_runtimes_message(tmp_path, bundle_config):
+def test_runtime_failure_carries_the_runtimes_message(tmp_path, bundle_config, oci_runtime):
     async def scenario():
-        async with running_manager(tmp_path) as manager:
+        async with running_manager(tmp_path, oci_runtime) as manager:
             config = bundle_config(manager, "bad", ["/bin/true"])
             config["root"]["path"] = str(tmp_path / "no-such-rootfs")
             with pytest.raises(RuntimeFailedError) as caught:

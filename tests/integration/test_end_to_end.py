@@ -1,5 +1,6 @@
 """The whole flow against a real agent: simulated SNP, policy adopted through HOST_DATA,
-a verified busybox layer, an overlay, a real runc container, exec, denials, and cleanup."""
+a verified busybox layer, an overlay, a real container (runc and crun), exec, denials, and
+cleanup."""
 
 from __future__ import annotations
 
@@ -92,7 +93,16 @@ def mounts_under(path: str) -> list[str]:
         return [line.split()[4] for line in info if line.split()[4].startswith(path)]
 
 
-def test_full_flow_with_denials_and_clean_teardown(world: World, agent: AgentProcess) -> None:
+@pytest.fixture
+def agent_on(world: World, oci_runtime: str) -> Iterator[AgentProcess]:
+    """The agent driving each OCI runtime (`--runtime`) with the same policy and bundles."""
+    args = agent_args(world, "--policy", str(world.policy), "--runtime", oci_runtime)
+    with running_agent(*args) as process:
+        yield process
+
+
+def test_full_flow_with_denials_and_clean_teardown(world: World, agent_on: AgentProcess) -> None:
+    agent = agent_on
     state_dir = str(agent.workdir / "state")
     with Client.connect(agent.uri) as client:
         status = client.status()
