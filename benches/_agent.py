@@ -71,16 +71,21 @@ def python_env(cache_dir: Path) -> dict[str, str]:
 
 
 def start_agent(
-    work: Path, agent: AgentAssets, name: str = "agent", repo: Path = REPO
+    work: Path,
+    agent: AgentAssets,
+    name: str = "agent",
+    repo: Path = REPO,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """The agent of the checkout at `repo` (this one unless another is to be compared)."""
+    """The agent of the checkout at `repo` (this one unless another is to be compared), with
+    `extra` serve arguments."""
     socket = work / f"{name}.sock"
     return subprocess.Popen(
         [sys.executable, "-m", "guestagent", "serve", "--listen", f"unix://{socket}",
          "--state-dir", str(work / f"{name}-state"), "--snp", "sim",
          "--sim-state", str(agent.sim_state), "--sim-host-data", agent.host_data,
          "--policy", str(agent.policy), "--layer-dir", str(agent.layer_dir),
-         "--log-level", "warning"],
+         "--log-level", "warning", *extra],
         stderr=subprocess.DEVNULL,
         cwd=repo,
         env=python_env(work / f"pycache-{repo.name}"),

@@ -26,19 +26,22 @@ _MOUNT_OPTIONS = frozenset(("rw", "ro", "nosuid", "nodev", "noexec", "relatime",
 
 def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
     """Mounted cgroup hierarchies: {"unified": path} for v2, {controller: path} for v1
-    (a v1 hierarchy with several controllers, like cpu,cpuacct, is listed under each)."""
-    mounts: dict[str, Path] = {}
+    (a v1 hierarchy with several controllers, like cpu,cpuacct, is listed under each). A mount
+    hidden by a later one on the same mount point is not visible there, so it is not listed."""
+    visible: dict[Path, tuple[str, str]] = {}
     with open(mountinfo) as info:
         for line in info:
             pre, _, post = line.partition(" - ")
             fstype, _source, options = [*post.split(), "", "", ""][:3]
-            mount_point = Path(pre.split()[4])
-            if fstype == "cgroup2":
-                mounts.setdefault("unified", mount_point)
-            elif fstype == "cgroup":
-                for option in options.split(","):
-                    if option not in _MOUNT_OPTIONS:
-                        mounts.setdefault(option, mount_point)
+            visible[Path(pre.split()[4])] = (fstype, options)  # later mounts hide earlier
+    mounts: dict[str, Path] = {}
+    for mount_point, (fstype, options) in visible.items():
+        if fstype == "cgroup2":
+            mounts.setdefault("unified", mount_point)
+        elif fstype == "cgroup":
+            for option in options.split(","):
+                if option not in _MOUNT_OPTIONS:
+                    mounts.setdefault(option, mount_point)
     return mounts
 
 

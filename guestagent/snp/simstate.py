@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import ssl
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,11 +83,23 @@ class SimState:
             self._prepare_directory()
             with self._locked():
                 self._load_or_create_identity(product)
+                self._check_certificate_files()
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            # A damaged chip must stop the agent with a reason, not a traceback.
-            raise SnpUnavailableError(
-                f"simulator state {self.directory} is unusable: {type(exc).__name__}: {exc}"
-            ) from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: Exception) -> SnpUnavailableError:
+        # A damaged chip must stop the agent with a reason, not a traceback.
+        return SnpUnavailableError(
+            f"simulator state {self.directory} is unusable: {type(exc).__name__}: {exc}"
+        )
+
+    def _check_certificate_files(self) -> None:
+        """Each certificate already issued is PEM-framed base64 DER (a cheap check at start:
+        they are parsed, with cryptography's x509, only when first asked for)."""
+        for path in sorted(self.directory.glob("*.pem")):
+            der = ssl.PEM_cert_to_DER_cert(path.read_text())
+            if not der.startswith(b"\x30"):
+                raise ValueError(f"{path.name} does not hold a DER certificate")
 
     @property
     def ark(self) -> x509.Certificate:
@@ -154,8 +167,11 @@ class SimState:
     def authority(self, name: str) -> x509.Certificate:
         """The ARK, ASK or ASVK certificate, created (with its key) on first use."""
         if name not in self._certs:
-            with self._locked():
-                self._certs[name] = self._load_or_issue(name)
+            try:
+                with self._locked():
+                    self._certs[name] = self._load_or_issue(name)
+            except (OSError, ValueError, TypeError) as exc:
+                raise self._unusable(exc) from None
         return self._certs[name]
 
     def authority_key(self, name: str) -> rsa.RSAPrivateKey:
