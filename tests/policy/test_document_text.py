@@ -10,7 +10,7 @@ import pytest
 
 from guestagent.capabilities import ALL_CAPABILITIES
 from guestagent.errors import ErrorCode
-from guestagent.policy.document import PolicyFormatError, parse_policy
+from guestagent.policy.document import CAPABILITY_SETS, PolicyFormatError, parse_policy
 from tests.policy.world import CAPS, MAIN_POLICY
 
 
@@ -31,7 +31,7 @@ def _refused(path: list[Any], value: Any) -> PolicyFormatError:
 
 
 @pytest.mark.parametrize("name", ["CAP_SYS_ADMN", "CAP_SYS_ADMIN ", "cap_sys_admin", "SYS_ADMIN"])
-@pytest.mark.parametrize("cap_set", ["bounding", "effective", "inheritable", "permitted", "ambient"])
+@pytest.mark.parametrize("cap_set", CAPABILITY_SETS)
 def test_unknown_capability_names_are_refused(name: str, cap_set: str) -> None:
     caps = {**CAPS, cap_set: [*CAPS[cap_set], name]}
     error = _refused(["containers", 0, "capabilities"], caps)

@@ -100,8 +100,9 @@ def test_inline_flags_combine_in_one_env_matcher() -> None:
 
 
 def _policy(env_rules: list[dict[str, Any]]) -> bytes:
-    container = {"name": "c", "layers": ["a" * 64], "command": ["/bin/true"]}
-    return json.dumps({"version": 1, "containers": [{**container, "env_rules": env_rules}]}).encode()
+    container: dict[str, Any] = {"name": "c", "layers": ["a" * 64], "command": ["/bin/true"]}
+    container["env_rules"] = env_rules
+    return json.dumps({"version": 1, "containers": [container]}).encode()
 
 
 def test_patterns_compile_at_policy_load() -> None:
