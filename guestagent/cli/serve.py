@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from guestagent import timeline
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
@@ -134,6 +135,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    timeline.stamp("agent_python", timeline.STARTED)
+    timeline.stamp("agent_imported")
     configure_logging(args.log_level)
     try:
         config = config_from_args(args)

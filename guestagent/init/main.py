@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from guestagent import timeline
 from guestagent.errors import AgentError
 from guestagent.init import entropy, modules, mounts, syscalls
 from guestagent.init.config import InitConfig, resolve_config
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace, *, pid1: bool | None = None) -> int:
         log(f"mounted {', '.join(mounted) or 'nothing (all present)'}")
         config = load_config(args)
         bring_up(config, pid1=pid1)
+        timeline.stamp("init_up")
         supervise(config.agent_argv, power_off=power_off, log=log, stop_grace=args.stop_grace)
     except (AgentError, OSError) as exc:
         log(f"bring-up failed: {exc}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guestagent import __version__
+from guestagent import __version__, timeline
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper, ReaperChildWatcher
 from guestagent.errors import AgentError, ErrorCode, TaintedError
@@ -160,6 +160,7 @@ class Agent:
             listener = await listen(parse_uri(uri), lambda: Connection(self))
             self.listeners.append(listener)
             log.info("listening", extra={"uri": uri})
+        timeline.stamp("agent_ready")
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:
