@@ -3,21 +3,20 @@
 The agent holds exactly one gate at a time. Before a policy is adopted it is a `DenyAllGate`
 whose reason explains why (none delivered yet, or the digest did not match HOST_DATA). The
 `InsecureAllowAllGate` exists only for development, must be asked for explicitly, and says so
-in every decision and in status.
+in every decision and in status. `PolicyGate` (policy/enforcing.py, with the engine) is loaded
+when first used: the agent starts, and answers the handshake, without the policy engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from guestagent.errors import ErrorCode, InvalidStateError
+from guestagent.errors import ErrorCode
 from guestagent.policy.decision import Decision
-from guestagent.policy.document import Policy
-from guestagent.policy.engine import decide
-from guestagent.policy.log import DecisionLog
-from guestagent.policy.state import EMPTY_STATE, PolicyState, Transition
-from guestagent.policy.trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from guestagent.policy.enforcing import PolicyGate
 
 __all__ = ["DenyAllGate", "Gate", "InsecureAllowAllGate", "PolicyGate"]
 
@@ -74,77 +73,9 @@ class InsecureAllowAllGate:
         return {"state": "insecure", "reason": "INSECURE development mode: no policy enforced"}
 
 
-class PolicyGate:
-    """The gate for an adopted policy: the pure engine plus its current state.
+def __getattr__(name: str) -> Any:
+    if name == "PolicyGate":
+        from guestagent.policy.enforcing import PolicyGate
 
-    `decide` asks the engine against the current state (and records the decision, and the
-    request when tracing); `commit` adopts the decision's next state only if the decision
-    was made against the current state, so a stale decision cannot roll state back.
-    """
-
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        digest: str = "",
-        state: PolicyState = EMPTY_STATE,
-        log_capacity: int = 1024,
-        clock: Callable[[], float] | None = None,
-        log_sink: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.policy = policy
-        self.digest = digest
-        self.log = DecisionLog(log_capacity)
-        self.trace: TraceRecorder | None = None
-        # A copy of its own, so decisions made by another gate are never taken as fresh.
-        self._state = state.evolve()
-        self._clock = clock
-        # Decisions reach the agent's logs only where the policy allows runtime logging.
-        self._sink = log_sink if policy.allow_runtime_logging else None
-
-    @property
-    def state(self) -> PolicyState:
-        return self._state
-
-    def decide(self, point: str, request: Mapping[str, Any]) -> Decision:
-        if self.trace is not None:
-            self.trace.record(point, request)
-        decision = decide(self.policy, self._state, point, request)
-        entry = self.log.record(decision, self._clock() if self._clock else None)
-        if self._sink is not None:
-            self._sink(entry)
-        return decision
-
-    def commit(self, decision: Decision) -> None:
-        if not decision.allowed:
-            raise InvalidStateError("a denied decision has nothing to commit", rule=decision.rule)
-        transition = decision.next_state
-        if not isinstance(transition, Transition):
-            raise InvalidStateError("the decision was not made by this policy engine")
-        if transition.after is transition.before:
-            return  # a read-only decision: nothing to adopt
-        if transition.before is not self._state:
-            raise InvalidStateError(
-                f"stale decision for {decision.point}: the state changed after it was made",
-                rule=decision.rule,
-            )
-        self._state = transition.after
-
-    def start_trace(self, capacity: int = 100_000) -> TraceRecorder:
-        self.trace = TraceRecorder(capacity)
-        return self.trace
-
-    def stop_trace(self) -> TraceRecorder | None:
-        trace, self.trace = self.trace, None
-        return trace
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "state": "enforcing",
-            "digest": self.digest,
-            "policy_version": self.policy.version,
-            "containers": [c.name for c in self.policy.containers],
-            "engine_state": self._state.summary(),
-            "decisions": self.log.counters(),
-            "tracing": self.trace is not None,
-        }
+        return PolicyGate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,8 +13,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import AgentError, ErrorCode
-from guestagent.policy.gate import DenyAllGate, PolicyGate
-from guestagent.policy.measure import adopt
+from guestagent.policy.gate import DenyAllGate
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -26,6 +25,12 @@ log = logging.getLogger("guestagent.policy")
 
 def adopt_policy(agent: Agent, policy_bytes: bytes, source: str) -> dict[str, Any]:
     """Measure, compare with HOST_DATA, and install the policy gate; raise on refusal."""
+    # The engine, the measurement and the report's fields load with the first policy: the
+    # agent starts, and answers the handshake, without them.
+    from guestagent.policy.enforcing import PolicyGate
+    from guestagent.policy.measure import adopt
+    from guestagent.snp.report import parse_report
+
     if isinstance(agent.gate, PolicyGate):
         raise AgentError(
             f"a policy is already in force (digest {agent.gate.digest}); it cannot be replaced",
@@ -38,8 +43,6 @@ def adopt_policy(agent: Agent, policy_bytes: bytes, source: str) -> dict[str, An
             f"cannot adopt a policy without an SEV-SNP backend: {agent.snp_error}",
             code=ErrorCode.SNP_UNAVAILABLE,
         )
-    from guestagent.snp.report import parse_report  # its field classes cost ms: not before ready
-
     report = parse_report(agent.snp.get_report(secrets.token_bytes(64)))
     result = adopt(policy_bytes, report.host_data)
     if not result.accepted or result.policy is None or result.measurement is None:

@@ -24,7 +24,7 @@ from guestagent import __version__, timeline
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper, ReaperChildWatcher
 from guestagent.errors import AgentError, ErrorCode, TaintedError
-from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
+from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
 from guestagent.server import notify
@@ -272,11 +272,12 @@ class Agent:
             "listeners": [str(listener.endpoint) for listener in self.listeners],
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,
+            "runtime": self.containers.runtime.name if self.containers else None,
         }
 
     def storage_view(self) -> list[dict[str, Any]]:
         """Each mounted layer with its root hash and the policy containers that list it."""
-        policy = self.gate.policy if isinstance(self.gate, PolicyGate) else None
+        policy = getattr(self.gate, "policy", None)  # only a PolicyGate has one
         view = []
         for record in self.storage.layers.values():
             entry = record.describe()

@@ -13,7 +13,7 @@ from manager_helpers import run, running_manager
 from tests_markers import requires_runtime
 
 from guestagent.containers.process import StdioOptions
-from guestagent.containers.runtime import RuntimeFailedError, find_runtime
+from guestagent.containers.runtime import RuntimeFailedError, find_runtime, preferred_runtimes
 from guestagent.errors import AlreadyExistsError, InvalidStateError, NotFoundError
 
 pytestmark = requires_runtime
@@ -267,3 +267,10 @@ def test_runtime_failure_carries_the_runtimes_message(tmp_path, bundle_config, o
 def test_missing_runtime_binary_is_a_clear_error():
     with pytest.raises(RuntimeFailedError, match="no OCI runtime found"):
         find_runtime("/nonexistent/runc")
+
+
+def test_crun_is_preferred_only_on_a_pure_cgroup_v2_machine(tmp_path):
+    controllers = tmp_path / "cgroup.controllers"
+    assert preferred_runtimes(str(controllers)) == ("runc", "crun")  # v1 or hybrid
+    controllers.write_text("cpu memory pids\n")
+    assert preferred_runtimes(str(controllers)) == ("crun", "runc")

@@ -1,7 +1,7 @@
 """Start-up imports only what serving needs: an agent started to ready (listening, policy
 adopted) has not loaded the console, the attestation server, certificate handling, psutil,
-pyroute2 or the host-side tooling. Checked in a fresh interpreter, so nothing this test run
-imported earlier can hide a regression."""
+pyroute2 or the host-side tooling; without a policy, not the policy engine either. Checked in
+a fresh interpreter, so nothing this test run imported earlier can hide a regression."""
 
 from __future__ import annotations
 
@@ -78,11 +78,24 @@ def loaded_heavy(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
     return [m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)]
 
 
-def test_a_hardware_backed_start_loads_no_cryptography(tmp_path: Path) -> None:
+# Before a policy arrives (in the guest it comes after the handshake): no engine either.
+NOT_BEFORE_A_POLICY = (
+    "cryptography",
+    "re2",
+    "guestagent.policy.engine",
+    "guestagent.policy.document",
+    "guestagent.policy.measure",
+    "guestagent.snp.report",
+)
+
+
+def test_a_hardware_backed_start_loads_no_cryptography_and_no_policy_engine(
+    tmp_path: Path,
+) -> None:
     # --snp none takes the path a sev-guest agent takes before its first request: no
     # simulator, so not even cryptography's core is needed.
     started = started_modules(tmp_path, "--snp", "none")
-    assert loaded_heavy(started["modules"], (*NOT_AT_START, "cryptography")) == []
+    assert loaded_heavy(started["modules"], (*NOT_AT_START, *NOT_BEFORE_A_POLICY)) == []
     assert "guestagent.server.connection" in started["modules"]  # it did start serving
 
 

@@ -101,7 +101,7 @@ def test_the_whole_flow_in_a_guest(make_guest, layers) -> None:
     host_data = measure(policy).host_data_hex
     serve_args = (
         f"--snp sim --sim-state /run/guestagent-sim --sim-host-data {host_data} "
-        "--listen vsock://any:1024"
+        "--listen vsock://any:1024 --runtime /usr/sbin/runc"  # crun: test_boot_timeline
     )
     guest: Guest = make_guest(
         cmdline=f'guestagent.serve_args="{serve_args}"',
@@ -134,6 +134,7 @@ def run_flow(guest: Guest, layers: dict[str, Path | str], policy: bytes, host_da
         status = client.status()
         assert status["storage_mode"] == "dm-verity"
         assert status["snp"]["simulated"] is True
+        assert status["runtime"] == "runc"
 
         # /dev/vda is the root filesystem; the layers follow in the order given to QEMU.
         layer = client.call("mount_layer", {"layer_id": "base", "source": "/dev/vdb"})

@@ -41,6 +41,7 @@ class FlowResult:
     handshake: float  # seconds from QEMU start to hello answered
     first_output: float  # seconds from QEMU start to the container's first output byte
     stages: list[Stage]  # host stages only, unless the image stamps its own (timeline=True)
+    runtime: str | None  # the OCI runtime the agent chose (None: an agent that does not say)
 
 
 def make_layer(work: Path) -> TimelineLayer:
@@ -85,6 +86,7 @@ def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
             return result
 
         step("handshake (hello)", client.hello)
+        runtime = client.status().get("runtime")  # untimed: not part of any stage
         step("policy adoption (report, HOST_DATA)", lambda: _set_policy(client, layer))
         step(
             "layer mount (dm-verity)",
@@ -103,7 +105,7 @@ def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
         ready = guest_part[-1].end
         stages = [*guest_part, Stage("listening to seen by the host", ready, seen), stages[1]]
     stages += steps
-    return FlowResult(handshake=steps[0].end, first_output=steps[-1].end, stages=stages)
+    return FlowResult(steps[0].end, steps[-1].end, stages, runtime)
 
 
 def _set_policy(client: Client, layer: TimelineLayer) -> None:
