@@ -33,8 +33,11 @@ from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
 from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
+from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
 from guestagent.snp import SnpBackend, open_backend
+from guestagent.snp.configfs import DEFAULT_ROOT as TSM_ROOT
+from guestagent.snp.sevguest import DEFAULT_DEVICE as SEV_GUEST_DEVICE
 from guestagent.snp.sim import SimConfig
 from guestagent.storage.registry import StorageRegistry
 from guestagent.transport.listen import Listener, listen
@@ -66,6 +69,10 @@ class AgentConfig:
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
+    # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
+    # them, so nothing the host controls can hide real hardware from `check_modes`.
+    snp_device: str = SEV_GUEST_DEVICE
+    tsm_root: str = TSM_ROOT
 
 
 class Agent:
@@ -136,6 +143,7 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        check_modes(self.config, self.storage.mode)  # before anything is opened or made
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._open_snp()
         if self.config.policy_file:
@@ -144,7 +152,7 @@ class Agent:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None:
+        if self.snp is not None and not self.config.insecure_allow_all:
             self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
         if self.config.manage_containers:
             self._start_containers()
@@ -164,7 +172,11 @@ class Agent:
             return
         # `auto` raises when there is no device: the agent refuses to start unattested.
         self.snp = open_backend(
-            self.config.snp, sim_state=self.config.sim_state, sim_config=self.config.sim_config
+            self.config.snp,
+            device_path=self.config.snp_device,
+            tsm_root=self.config.tsm_root,
+            sim_state=self.config.sim_state,
+            sim_config=self.config.sim_config,
         )
         self.snp_error = ""
         description = self.snp.describe()

@@ -5,10 +5,10 @@ what was done, and `teardown` unmounts and detaches in reverse order. overlayfs 
 `lowerdir` TOP layer first; policies and `mount_overlay` inputs list the BASE layer first, so
 the list is reversed here and only here.
 
-Without device-mapper ("userspace verification + loop" mode) a layer image's whole data is
-verified against its root before it is loop-mounted read-only. That leaves a window: the file
-could change after verification. The agent owns the file and the loop is read-only, but only
-dm-verity (every read checked by the kernel) closes it; in the guest that is the real path.
+Without device-mapper ("verified-loop" mode) a layer image is first copied into a sealed
+memfd the agent owns (`owned_image`), its whole data verified there against its root, and the
+loop device attached to that same memfd: nothing the host can still write is ever read.
+dm-verity (every read checked by the kernel) is the mode for the guest.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from guestagent.errors import (
 )
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
+from guestagent.storage.owned_image import OwnedImage
 from guestagent.storage.verity import verify
 from guestagent.storage.verity_device import VerityInfo
 
@@ -135,12 +136,18 @@ def _mount_layer_device(device: str, target: str, stack: StorageStack, fstype: s
 
 
 def mount_layer_verified(
-    image: str, target: str, info: VerityInfo, stack: StorageStack, fstype: str = "erofs"
+    image: OwnedImage, target: str, info: VerityInfo, stack: StorageStack, fstype: str = "erofs"
 ) -> LayerMount:
-    """No-dm mode: verify all data against `info` (root computed by the agent), then loop ro."""
-    verify(image, image, bytes.fromhex(info.root_hash), info.params)
+    """No-dm mode: verify the sealed copy against `info` (the agent's root), loop it read-only.
+
+    The loop device is attached to the very memfd that was verified; it holds its own
+    reference, so the caller may close `image` once this returns.
+    """
+    verify(image.path, image.path, bytes.fromhex(info.root_hash), info.params)
     with StorageStack() as local:
-        device = loop.attach(image, read_only=True, sizelimit=info.params.data_size)
+        device = loop.attach_fd(
+            image.fd, f"{image.source}", read_only=True, sizelimit=info.params.data_size
+        )
         local.push(loop.detach, device)
         try:
             _mount_layer_device(device.path, target, local, fstype)

@@ -21,19 +21,18 @@ __all__ = ["OPERATIONS"]
 
 async def prepare_mount_layer(agent: Agent, args: dict[str, Any]) -> Prepared:
     storage = agent.storage
-    source = storage.check_source(args["source"])
-    info = await asyncio.to_thread(storage.measure_layer, source)
+    layer = await asyncio.to_thread(storage.open_layer, args["layer_id"], args["source"])
     target = storage.layer_target(args["layer_id"])
-    return Prepared({"target": target, "device_hash": info.root_hash}, (source, info))
+    # The dispatcher closes the context (the sealed copy) whether or not the policy allows.
+    return Prepared({"target": target, "device_hash": layer.info.root_hash}, layer)
 
 
 async def mount_layer(agent: Agent, call: Call) -> dict[str, Any]:
-    source, info = call.context
     assert call.decision is not None
     # The policy's choice: error (EIO), restart_on_corruption or panic_on_corruption.
     corruption = call.decision.data.get("corruption_mode", "error").removesuffix("_on_corruption")
     record = await asyncio.to_thread(
-        agent.storage.mount_layer, call.args["layer_id"], source, info, corruption
+        agent.storage.mount_layer, call.args["layer_id"], call.context, corruption
     )
     return record.describe()
 
