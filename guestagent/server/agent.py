@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from guestagent import __version__
 from guestagent.attestation.hub import AttestationHub
 from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
-from guestagent.containers.reaper import Reaper, ReaperChildWatcher
+from guestagent.containers.reaper import Reaper
 from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
@@ -187,10 +186,7 @@ class Agent:
             )
 
     def _start_containers(self) -> None:
-        self.reaper.install()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.get_event_loop_policy().set_child_watcher(ReaperChildWatcher(self.reaper))
+        self.reaper.install()  # every child goes through it (containers/children.py)
         self.containers = ContainerManager(
             self.reaper,
             self.state_dir / "containers",

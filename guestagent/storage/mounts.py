@@ -18,11 +18,11 @@ import ctypes.util
 import errno
 import os
 import secrets
-import subprocess
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from guestagent.containers import children
 from guestagent.errors import (
     AgentError,
     ErrorCode,
@@ -241,15 +241,7 @@ def _sectors_of(device: str) -> int:
 
 
 def _mkfs_ext4(device: str) -> None:
-    # Inside the agent the subreaper may collect mkfs's exit status before Popen does (Popen
-    # then reads 0); a failed mkfs still fails closed, at the mount that follows.
-    result = subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = children.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device], timeout=600)
     if result.returncode != 0:
-        raise AgentError(
-            f"mkfs.ext4 on scratch failed: {result.stderr.strip()[-300:]}", code=ErrorCode.STORAGE
-        )
+        stderr = result.stderr.decode(errors="replace").strip()[-300:]
+        raise AgentError(f"mkfs.ext4 on scratch failed: {stderr}", code=ErrorCode.STORAGE)
