@@ -34,6 +34,7 @@ from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
 from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
+from guestagent.server.reconcile import Reconciliation, reconcile
 from guestagent.snp import SnpBackend, open_backend
 from guestagent.snp.configfs import DEFAULT_ROOT as TSM_ROOT
 from guestagent.snp.sevguest import DEFAULT_DEVICE as SEV_GUEST_DEVICE
@@ -88,6 +89,7 @@ class Agent:
         self.snp: SnpBackend | None = None
         self.snp_error = "no SNP backend was asked for"
         self.tainted: str | None = None
+        self.reconciled = Reconciliation()  # what an earlier run left, removed at start
         self.mutation_lock = asyncio.Lock()
         self.dispatcher = Dispatcher(self, all_operations())
         self.storage = StorageRegistry(
@@ -144,6 +146,7 @@ class Agent:
     async def start(self) -> None:
         check_modes(self.config, self.storage.mode)  # before anything is opened or made
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._reconcile()
         self._open_snp()
         if self.config.policy_file:
             policy_bytes = Path(self.config.policy_file).read_bytes()
@@ -164,6 +167,17 @@ class Agent:
         interval = notify.watchdog_interval()
         if interval:
             self.track(asyncio.get_running_loop().create_task(notify.run_watchdog(interval)))
+
+    async def _reconcile(self) -> None:
+        cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
+        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        if self.reconciled.failures:
+            raise AgentError(
+                "refusing to serve: an earlier run left state that could not be removed: "
+                + "; ".join(self.reconciled.failures),
+                code=ErrorCode.STORAGE,
+                details=self.reconciled.describe(),
+            )
 
     def _open_snp(self) -> None:
         if self.config.snp == "none":
@@ -268,6 +282,7 @@ class Agent:
             "insecure": self.config.insecure_allow_all,
             "tainted": self.tainted,
             "storage_mode": self.storage.mode,
+            "reconciled": self.reconciled.describe(),
             "listeners": [str(listener.endpoint) for listener in self.listeners],
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,

@@ -16,9 +16,9 @@ Two ways to open a layer, chosen once at start-up:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import secrets
 import stat
 import threading
 from dataclasses import dataclass, field
@@ -43,10 +43,31 @@ from guestagent.storage.mounts import (
 from guestagent.storage.owned_image import OwnedImage, take_image
 from guestagent.storage.verity_device import VerityInfo, root_from_device
 
-__all__ = ["DM_CONTROL", "LayerRecord", "LayerSource", "StorageRegistry", "storage_mode"]
+__all__ = [
+    "DM_CONTROL",
+    "LayerRecord",
+    "LayerSource",
+    "StorageRegistry",
+    "device_tag",
+    "storage_mode",
+]
 
 DM_CONTROL = "/dev/mapper/control"
+DM_NAME_MAX = 127  # DM_NAME_LEN less the NUL
 log = logging.getLogger("guestagent.storage")
+
+
+def device_tag(storage_root: str) -> str:
+    """Names every dm device and memfd of one state directory, so start-up reconciliation
+    can find what an earlier run of this agent left (and never touch another agent's)."""
+    return hashlib.sha256(os.path.realpath(storage_root).encode()).hexdigest()[:8]
+
+
+def _device_name(tag: str, kind: str, ident: str) -> str:
+    name = f"ga-{tag}-{kind}-{ident}"
+    if len(name) <= DM_NAME_MAX:
+        return name
+    return f"ga-{tag}-{kind}-{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
 
 
 def storage_mode(requested: str = "auto", dm_control: str = DM_CONTROL) -> str:
@@ -130,13 +151,17 @@ class StorageRegistry:
         self.root = Path(state_dir)
         self.mode = storage_mode(mode)
         self.layer_dirs = [os.path.realpath(d) for d in (layer_dirs or [])]
+        self.tag = device_tag(state_dir)
         self.layers: dict[str, LayerRecord] = {}
         self.scratch: dict[str, ScratchRecord] = {}
         self.overlays: dict[str, OverlayRecord] = {}
         self._dm: DmClient | None = DmClient() if self.mode == "dm-verity" else None
         self._lock = threading.Lock()  # effects run in worker threads
 
-    # -- paths the agent owns ----------------------------------------------------------------
+    # -- paths and names the agent owns ------------------------------------------------------
+    def device_name(self, kind: str, ident: str) -> str:
+        return _device_name(self.tag, kind, ident)
+
     def layer_target(self, layer_id: str) -> str:
         return str(self.root / "layers" / layer_id)
 
@@ -154,9 +179,7 @@ class StorageRegistry:
         verified-loop: a regular file under a layer dir, copied into sealed memory first.
         """
         if self.mode == "verified-loop":
-            image = take_image(
-                source, self.layer_dirs, f"ga-layer-{layer_id}-{secrets.token_hex(4)}"
-            )
+            image = take_image(source, self.layer_dirs, _device_name(self.tag, "layer", layer_id))
             try:
                 return LayerSource(source, root_from_device(image.path), image=image)
             except BaseException:
@@ -188,7 +211,13 @@ class StorageRegistry:
         info = layer.info
         if self._dm is not None:
             mount_layer_dm(
-                layer.device, target, info, stack, self._dm, f"ga-layer-{layer_id}", on_corruption
+                layer.device,
+                target,
+                info,
+                stack,
+                self._dm,
+                self.device_name("layer", layer_id),
+                on_corruption,
             )
         else:
             assert layer.image is not None
@@ -219,7 +248,9 @@ class StorageRegistry:
             mount_scratch_tmpfs(target, stack)
             record = ScratchRecord(container_id, target, True, "memory", stack)
         elif self._dm is not None:
-            mount_scratch_crypt(device, target, stack, self._dm, f"ga-scratch-{container_id}")
+            mount_scratch_crypt(
+                device, target, stack, self._dm, self.device_name("scratch", container_id)
+            )
             record = ScratchRecord(container_id, target, True, "dm-crypt", stack)
         else:
             raise InvalidStateError(
