@@ -34,12 +34,15 @@ __all__ = [
     "resolve_config",
 ]
 
-# Kernel modules the agent needs (dm-verity layers, overlays, loop files, erofs, the vsock and
-# virtio-serial transports, container networking). Already-loaded and built-in ones are skipped.
+# Kernel modules the agent needs (dm-verity layers, dm-integrity + dm-crypt scratch disks,
+# overlays, loop files, erofs, the vsock and virtio-serial transports, container networking). Already-loaded and built-in ones are skipped.
 AGENT_MODULES: tuple[str, ...] = (
     "virtio_console",
     "dm_mod",
     "dm_verity",
+    "dm_integrity",
+    "dm_crypt",
+    "xts",
     "overlay",
     "loop",
     "erofs",

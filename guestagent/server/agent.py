@@ -65,6 +65,7 @@ class AgentConfig:
     policy_file: str | None = None
     storage_mode: str = "auto"  # auto | dm-verity | verified-loop
     layer_dirs: list[str] = field(default_factory=list)
+    scratch_devices: list[str] = field(default_factory=list)  # disks scratch may be made on
     runtime: str | None = None  # runc or crun binary; None: auto-detect
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
@@ -93,7 +94,10 @@ class Agent:
         self.mutation_lock = asyncio.Lock()
         self.dispatcher = Dispatcher(self, all_operations())
         self.storage = StorageRegistry(
-            str(self.state_dir / "storage"), mode=config.storage_mode, layer_dirs=config.layer_dirs
+            str(self.state_dir / "storage"),
+            mode=config.storage_mode,
+            layer_dirs=config.layer_dirs,
+            scratch_devices=config.scratch_devices,
         )
         self.reaper = Reaper()
         self.containers: ContainerManager | None = None
@@ -192,6 +196,7 @@ class Agent:
             sim_config=self.config.sim_config,
         )
         self.snp_error = ""
+        self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory
         description = self.snp.describe()
         if description.get("simulated"):
             log.warning(

@@ -33,6 +33,7 @@ from guestagent.errors import (
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
 from guestagent.storage.owned_image import OwnedImage
+from guestagent.storage.scratch import ScratchDisk, open_integrity
 from guestagent.storage.verity import verify
 from guestagent.storage.verity_device import VerityInfo
 
@@ -217,13 +218,15 @@ def mount_scratch_tmpfs(target: str, stack: StorageStack, size: str = "50%") -> 
 
 
 def mount_scratch_crypt(
-    device: str, target: str, stack: StorageStack, dm: DmClient, name: str
+    disk: ScratchDisk, target: str, stack: StorageStack, dm: DmClient, name: str
 ) -> str:
-    """Scratch on dm-crypt with a key that exists only in this call (never stored)."""
+    """Scratch on dm-crypt over dm-integrity, keys made here and never stored (scratch.py)."""
     with StorageStack() as local:
-        sectors = _sectors_of(device)
-        mapped = dm.open_crypt(name, device, sectors, secrets.token_bytes(64).hex())
+        integrity, sectors = open_integrity(disk, dm, f"{name}-i")
+        local.push(dm.remove, f"{name}-i")
+        mapped = dm.open_crypt(name, integrity, sectors, secrets.token_bytes(64).hex())
         local.push(dm.remove, name)
+        _zero(mapped)  # every tag written once: unwritten sectors would read as EIO
         _mkfs_ext4(mapped)
         _makedirs(target)
         mount(mapped, target, "ext4", MS_NODEV | MS_NOSUID)
@@ -232,16 +235,21 @@ def mount_scratch_crypt(
     return target
 
 
-def _sectors_of(device: str) -> int:
-    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+def _zero(device: str) -> None:
+    fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        return os.lseek(fd, 0, os.SEEK_END) // 512
+        size = os.lseek(fd, 0, os.SEEK_END)
+        chunk = bytes(1 << 20)
+        for offset in range(0, size, len(chunk)):
+            os.pwrite(fd, chunk[: size - offset], offset)
+        os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def _mkfs_ext4(device: str) -> None:
-    result = children.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device], timeout=600)
+    argv = ["mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-O", "^has_journal", device]
+    result = children.run(argv, timeout=600)
     if result.returncode != 0:
         stderr = result.stderr.decode(errors="replace").strip()[-300:]
         raise AgentError(f"mkfs.ext4 on scratch failed: {stderr}", code=ErrorCode.STORAGE)

@@ -41,6 +41,7 @@ from guestagent.storage.mounts import (
     mount_scratch_tmpfs,
 )
 from guestagent.storage.owned_image import OwnedImage, take_image
+from guestagent.storage.scratch import check_scratch_device
 from guestagent.storage.verity_device import VerityInfo, root_from_device
 
 __all__ = [
@@ -147,11 +148,15 @@ class StorageRegistry:
         *,
         mode: str = "auto",
         layer_dirs: list[str] | None = None,
+        scratch_devices: list[str] | None = None,
     ) -> None:
         self.root = Path(state_dir)
         self.mode = storage_mode(mode)
         self.layer_dirs = [os.path.realpath(d) for d in (layer_dirs or [])]
         self.tag = device_tag(state_dir)
+        self.scratch_devices = list(scratch_devices or [])
+        # Guest memory is encrypted only under SEV-SNP (or its simulator): the agent says.
+        self.memory_encrypted = False
         self.layers: dict[str, LayerRecord] = {}
         self.scratch: dict[str, ScratchRecord] = {}
         self.overlays: dict[str, OverlayRecord] = {}
@@ -237,26 +242,36 @@ class StorageRegistry:
             del self.layers[layer_id]
 
     # -- scratch -----------------------------------------------------------------------------
+    def scratch_plan(self, device: str | None) -> tuple[bool, str]:
+        """(encrypted, kind) of the scratch `mount_scratch` would build: facts for the policy.
+
+        A disk is checked here already (refused before the policy is even asked)."""
+        if device is None:
+            return self.memory_encrypted, "memory"
+        if self._dm is None:
+            raise InvalidStateError(
+                "a scratch disk needs device-mapper (dm-crypt, dm-integrity) and this kernel "
+                "has none; omit the device to use guest memory"
+            )
+        check_scratch_device(device, self.scratch_devices)
+        return True, "dm-crypt+integrity"
+
     def mount_scratch(self, container_id: str, device: str | None) -> ScratchRecord:
         if container_id in self.scratch:
             raise AlreadyExistsError(f"scratch for {container_id!r} already exists")
         target = self.scratch_target(container_id)
         stack = StorageStack()
+        encrypted, kind = self.scratch_plan(device)
         if device is None:
             # Guest memory: under SEV-SNP it is encrypted with the VM's key, so a tmpfs
             # scratch never reaches the host in the clear.
             mount_scratch_tmpfs(target, stack)
-            record = ScratchRecord(container_id, target, True, "memory", stack)
-        elif self._dm is not None:
-            mount_scratch_crypt(
-                device, target, stack, self._dm, self.device_name("scratch", container_id)
-            )
-            record = ScratchRecord(container_id, target, True, "dm-crypt", stack)
         else:
-            raise InvalidStateError(
-                "a scratch disk needs device-mapper (dm-crypt) and this kernel has none; "
-                "omit the device to use guest memory"
-            )
+            assert self._dm is not None
+            disk = check_scratch_device(device, self.scratch_devices)  # what is used, checked
+            name = self.device_name("scratch", container_id)
+            mount_scratch_crypt(disk, target, stack, self._dm, name)
+        record = ScratchRecord(container_id, target, encrypted, kind, stack)
         with self._lock:
             self.scratch[container_id] = record
         return record

@@ -46,12 +46,13 @@ async def unmount_layer(agent: Agent, call: Call) -> dict[str, Any]:
     return {"layer_id": call.args["layer_id"]}
 
 
-def prepare_mount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
-    # Memory scratch is encrypted by SEV-SNP; a disk is encrypted by dm-crypt when the kernel
-    # has it. The registry refuses a disk it cannot encrypt, so `encrypted` is always true
-    # today; the policy still rules on it so that a future plain-disk mode needs its flag.
-    target = agent.storage.scratch_target(args["container_id"])
-    return Prepared({"target": target, "encrypted": True})
+async def prepare_mount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
+    # What would really be built: guest memory is encrypted only under SEV-SNP; a disk only
+    # as dm-crypt over dm-integrity. The policy rules on it (allow_unencrypted_scratch).
+    storage = agent.storage
+    encrypted, kind = await asyncio.to_thread(storage.scratch_plan, args["device"])
+    target = storage.scratch_target(args["container_id"])
+    return Prepared({"target": target, "encrypted": encrypted}, kind)
 
 
 async def mount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
