@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 # Kernel modules the agent needs (dm-verity layers, dm-integrity + dm-crypt scratch disks,
-# overlays, loop files, erofs, the vsock and virtio-serial transports, container networking). Already-loaded and built-in ones are skipped.
+# overlays, loop files, erofs, the vsock and virtio-serial transports, container networking).
+# Already-loaded and built-in ones are skipped.
 AGENT_MODULES: tuple[str, ...] = (
     "virtio_console",
     "dm_mod",
