@@ -15,6 +15,7 @@ replaying an older version of the same sector during this mount (no freshness co
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -36,6 +37,7 @@ from guestagent.storage.dm import DmClient, Target, integrity_table
 __all__ = ["ScratchDisk", "check_scratch_device", "open_integrity"]
 
 SYS_DEV_BLOCK = Path("/sys/dev/block")
+ROOT_MAPPING = "guestagent-root"  # the dm-verity root device initramfs/init creates
 _SB_MAGIC = b"integrt"
 _FORMAT_SECTORS = 8
 BLKFLSBUF = 0x1261
@@ -70,9 +72,17 @@ def _named_rdevs(allowed: list[str]) -> set[int]:
 
 
 def root_disks(sys_block: Path = SYS_DEV_BLOCK) -> set[int]:
-    """Device numbers under "/": its device, what that is built on, and their whole disks."""
+    """Device numbers the root filesystem is built from, and their whole disks.
+
+    Whatever is mounted on "/" (a plain root), and the initramfs's verity root mapping: after
+    switch_root its erofs is no longer visible in mountinfo, only the overlay on top.
+    """
     found: set[int] = set()
-    pending = [os.stat("/").st_dev]
+    pending = [os.stat("/").st_dev, *_devices_mounted_on_root()]
+    for name_file in sys_block.glob("*/dm/name"):
+        with contextlib.suppress(OSError):
+            if name_file.read_text().strip() == ROOT_MAPPING:
+                pending.append(_parse_dev((name_file.parent.parent / "dev").read_text()))
     while pending:
         rdev = pending.pop()
         if rdev in found or os.major(rdev) == 0:
@@ -84,6 +94,11 @@ def root_disks(sys_block: Path = SYS_DEV_BLOCK) -> set[int]:
         if (node / "partition").exists():
             pending.append(_parse_dev((node.parent / "dev").read_text()))
     return found
+
+
+def _devices_mounted_on_root() -> list[int]:
+    with open("/proc/self/mountinfo") as info:
+        return [_parse_dev(f[2]) for f in (line.split() for line in info) if f[4] == "/"]
 
 
 def _parse_dev(text: str) -> int:
