@@ -111,9 +111,12 @@ def guest_stages(stamps: ConsoleStamps) -> list[Stage]:
     return stages
 
 
-def host_stage(name: str, started_at: float, action: Callable[[], Any]) -> tuple[Stage, Any]:
-    """Run `action` (one step of the flow) and time it on the host clock."""
-    began = time.monotonic() - started_at
+def host_stage(
+    name: str, started_at: float, action: Callable[[], Any], since: float | None = None
+) -> tuple[Stage, Any]:
+    """Run `action` (one step of the flow) and time it on the host clock, from `since` (the
+    previous step's end, so that no time between steps goes unaccounted) or from now."""
+    began = time.monotonic() - started_at if since is None else since
     result = action()
     return Stage(name, began, time.monotonic() - started_at), result
 

@@ -81,12 +81,11 @@ def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
         steps: list[Stage] = []
 
         def step(name: str, action: Callable[[], object]) -> object:
-            stage, result = host_stage(name, t0, action)
+            stage, result = host_stage(name, t0, action, steps[-1].end if steps else None)
             steps.append(stage)
             return result
 
         step("handshake (hello)", client.hello)
-        runtime = client.status().get("runtime")  # untimed: not part of any stage
         step("policy adoption (report, HOST_DATA)", lambda: _set_policy(client, layer))
         step(
             "layer mount (dm-verity)",
@@ -97,6 +96,7 @@ def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
         step("runtime create", lambda: client.call("create_container", spec))
         step("runtime start", lambda: client.call("start_container", {"container_id": "c1"}))
         step("first output byte", lambda: _first_output(client))
+        runtime = client.status().get("runtime")  # after the flow: not part of any stage
         client.close()
     stages = [Stage("agent listening, seen by the host (console poll)", 0.0, seen)]
     stages.append(Stage(f"host waits {READY_MARGIN}s before its first bytes", seen, steps[0].start))
