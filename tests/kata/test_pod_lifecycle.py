@@ -4,58 +4,18 @@ simulated SNP, the policy adopted through HOST_DATA, a verified busybox layer, r
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from guestagent.demo import assets
-from guestagent.errors import AgentError
 from guestagent.kata.client import AGENT, HEALTH, KataClient, KataRpcError
 from guestagent.kata.pb import agent_pb2, health_pb2
 from guestagent.kata.ttrpc import Code
-from guestagent.policy.measure import measure
 from tests.kata import pod
-from tests.kata.kata_agent import KataAgent, kata_agent
+from tests.kata.conftest import World
+from tests.kata.kata_agent import KataAgent
 
 pytestmark = [pytest.mark.root, pytest.mark.runtime]
 Empty = agent_pb2.DestroySandboxRequest  # any empty message parses google.protobuf.Empty
-
-
-@dataclass
-class World:
-    layer: Path
-    policy: bytes
-    base: Path
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for loop devices, mounts and runc")
-    if shutil.which("runc") is None or shutil.which("mkfs.erofs") is None:
-        pytest.skip("needs runc and mkfs.erofs (.ci/run installs them)")
-    base = tmp_path_factory.mktemp("kata")
-    try:
-        image = assets.build_busybox_layer(base)
-    except AgentError as exc:
-        pytest.skip(exc.message)
-    (base / "sim").mkdir(mode=0o700)
-    return World(Path(image.path), pod.pod_policy(image.root_hash), base)
-
-
-@pytest.fixture
-def agent(world: World) -> Iterator[KataAgent]:
-    args = (
-        "--snp", "sim", "--sim-state", str(world.base / "sim"),
-        "--sim-host-data", measure(world.policy).host_data_hex,
-        "--layer-dir", str(world.base),
-    )  # fmt: skip
-    with kata_agent(*args) as running:
-        yield running
 
 
 async def read_all(client: KataClient, method: str, cid: str, exec_id: str) -> bytes:
@@ -163,7 +123,9 @@ async def lifecycle(client: KataClient, world: World, state_dir: str) -> None:
     assert mounts_under(state_dir) == []
 
 
-def test_pod_lifecycle_over_ttrpc(world: World, agent: KataAgent) -> None:
+def test_pod_lifecycle_over_ttrpc(world: World, pod_agent: KataAgent) -> None:
+    agent = pod_agent
+
     async def go() -> None:
         async with await KataClient.connect(agent.kata_uri) as client:
             await asyncio.wait_for(
