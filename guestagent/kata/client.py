@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -51,6 +52,12 @@ class KataClient:
         if endpoint.scheme != "unix":
             raise ValueError("this client dials unix:// sockets")
         reader, writer = await asyncio.open_unix_connection(endpoint.path)
+        return cls(reader, writer)
+
+    @classmethod
+    async def from_socket(cls, sock: socket.socket) -> KataClient:
+        """Over a stream socket that is already connected (a virtio-serial channel)."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
         return cls(reader, writer)
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 from guestagent.demo import assets
 from guestagent.errors import AgentError
 from guestagent.policy.measure import measure
+from guestagent.storage.layer import build_layer
 from tests.kata import pod
 from tests.kata.kata_agent import KataAgent, kata_agent
 
@@ -23,6 +24,7 @@ class World:
     layer: Path
     policy: bytes
     base: Path
+    other_layer: Path  # a verified layer the policy does not list
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     except AgentError as exc:
         pytest.skip(exc.message)
     (base / "sim").mkdir(mode=0o700)
-    return World(Path(image.path), pod.pod_policy(image.root_hash), base)
+    other_root = assets.build_busybox_rootfs(base / "other-rootfs")
+    (other_root / "etc" / "motd").write_text("not the audited image\n")
+    other = build_layer(str(other_root), str(base / "other.layer"), work_dir=str(base))
+    return World(Path(image.path), pod.pod_policy(image.root_hash), base, Path(other.path))
 
 
 @pytest.fixture

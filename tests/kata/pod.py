@@ -12,6 +12,8 @@ from guestagent.kata.pb import agent_pb2, oci_pb2
 PAUSE = ["/bin/sleep", "1000000"]
 APP = ["/bin/sh", "-c", "echo hello from the pod; read line; echo bye $line >&2; exit 3"]
 EXEC = ["/bin/cat", "/etc/motd"]
+# Doubles a shell variable until the memory limit's OOM killer ends it.
+HOG = ["/bin/sh", "-c", "a=x; while true; do a=$a$a; done"]
 SANDBOX_ID = "pod1"
 
 
@@ -36,6 +38,7 @@ def pod_policy(layer_hash: str, **flags: Any) -> bytes:
         "containers": [
             container("pause", PAUSE),
             container("app", APP, exec_processes=[{"command": EXEC, "signals": [15]}]),
+            container("hog", HOG),
         ],
         "allow_properties_access": True,
         **flags,
