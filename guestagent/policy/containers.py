@@ -8,16 +8,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-<<<<<<< HEAD
-from guestagent.policy._reader import Obj, PolicyFormatError, expect_int, expect_str
-from guestagent.policy.patterns import MAX_INPUT_LENGTH, Pattern, compile_pattern
-from guestagent.policy.runtime_fields import (
-    DEFAULT_RUNTIME_RULES,
-    RUNTIME_FIELDS,
-    RuntimeRules,
-    parse_runtime_rules,
-)
-=======
 from guestagent.capabilities import ALL_CAPABILITIES
 from guestagent.policy._reader import (
     ARGV_CONTROLS,
@@ -27,7 +17,12 @@ from guestagent.policy._reader import (
     expect_str,
 )
 from guestagent.policy.patterns import Pattern, PatternSet, compile_pattern
->>>>>>> main
+from guestagent.policy.runtime_fields import (
+    DEFAULT_RUNTIME_RULES,
+    RUNTIME_FIELDS,
+    RuntimeRules,
+    parse_runtime_rules,
+)
 
 __all__ = [
     "CAPABILITY_SETS",
