@@ -53,6 +53,13 @@ async def lifecycle(client: KataClient, policy: bytes, source: str, state_dir: s
     )
     assert details.agent_details.supports_seccomp  # type: ignore[attr-defined]
 
+    # The shim copies each container's hostname (hosts, resolv.conf) before creating it.
+    for cid in ("bad", pod.SANDBOX_ID, "app"):
+        await rpc("CopyFile", pod.copy_hostname(cid))
+    with pytest.raises(KataRpcError) as denied:
+        await rpc("CopyFile", agent_pb2.CopyFileRequest(path="/run/evil", file_size=1, data=b"x"))
+    assert denied.value.code == Code.PERMISSION_DENIED and "copy_file" in denied.value.message
+
     # Denied: a command the policy does not list; explained in the ttrpc status.
     with pytest.raises(KataRpcError) as denied:
         await rpc("CreateContainer", pod.create_request("bad", ["/bin/sh"], source), timeout=60)
@@ -83,6 +90,9 @@ async def lifecycle(client: KataClient, policy: bytes, source: str, state_dir: s
         agent_pb2.WaitProcessResponse,
     )  # fmt: skip
     assert exec_wait.status == 0  # type: ignore[attr-defined]
+    await rpc("ExecProcess", agent_pb2.ExecProcessRequest(
+        container_id="app", exec_id="e3", process=pod.process(pod.READ_HOSTNAME)))  # fmt: skip
+    assert await read_all(client, "ReadStdout", "app", "e3") == b"pod\n"  # CopyFile's file
     # Denied: an exec the policy does not list.
     with pytest.raises(KataRpcError) as denied:
         await rpc("ExecProcess", agent_pb2.ExecProcessRequest(

@@ -29,6 +29,8 @@ def drive(agent: KataAgent, world: World, body: Callable[[Any], Awaitable[None]]
 
             await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=world.policy.decode()))
             await rpc("CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id="p"))
+            for cid in ("app", "hog"):
+                await rpc("CopyFile", pod.copy_hostname(cid))
             await asyncio.wait_for(body(rpc), 240)
 
     try:
