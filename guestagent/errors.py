@@ -70,6 +70,7 @@ class ErrorCode(StrEnum):
     # the agent itself
     SHUTTING_DOWN = "agent.shutting_down"
     TIMEOUT = "agent.timeout"
+    TOO_MANY_CONNECTIONS = "agent.too_many_connections"
     INTERNAL = "internal"
 
 

@@ -39,9 +39,7 @@ scalars = (
 keys = st.text(max_size=10) | st.binary(max_size=10)
 values = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5)
-    ),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5),
     max_leaves=30,
 )
 requests = st.fixed_dictionaries(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from guestagent.containers.stats import agent_health
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.schema import Field, optional_identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 from guestagent.storage.shared_files import write_shared_file
 
 if TYPE_CHECKING:
@@ -67,13 +67,21 @@ def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
     )
 
 
-def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
+async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     root = str(agent.state_dir / "shared")
-    return write_shared_file(root, call.args["destination"], call.args["data"], call.args["mode"])
+    args = call.args
+    # Up to 16 MiB written and fsynced: in a thread, never on the event loop.
+    return await asyncio.to_thread(
+        write_shared_file, root, args["destination"], args["data"], args["mode"]
+    )
 
 
 async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
-    """A process in the guest, outside any container: only what the policy lists."""
+    """A process in the guest, outside any container: only what the policy lists.
+
+    The policy rules on it without recording it, so it runs without the mutation lock: a
+    process that runs for an hour stalls no mount or container operation.
+    """
     assert call.decision is not None
     allow_stdio = bool(call.decision.data.get("allow_stdio", False))
     args = call.args
@@ -94,11 +102,13 @@ async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
     try:
         out, err = await asyncio.wait_for(process.communicate(), args["timeout"])
     except TimeoutError:
-        process.kill()
-        await process.wait()
         raise AgentError(
             f"{args['argv'][0]} did not finish within {args['timeout']} s", code=ErrorCode.TIMEOUT
         ) from None
+    finally:
+        if process.returncode is None:  # timed out, or stopped at shutdown: leave no process
+            process.kill()
+            await asyncio.shield(process.wait())
     result: dict[str, Any] = {"exit_code": process.returncode}
     if allow_stdio:
         result.update(stdout=out[:MAX_CAPTURE], stderr=err[:MAX_CAPTURE])
