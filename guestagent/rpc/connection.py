@@ -270,8 +270,9 @@ class Connection(asyncio.Protocol):
     # -- closing -----------------------------------------------------------------------------
     def refuse(self, error: AgentError) -> None:
         """One error reply (id nil), then close."""
-        log.warning("closing %s: %s", self.peer, error.message)
+        log.debug("closing %s: %s", self.peer, error.message)  # a flood must not flood the log
         self.replies.error(None, error)
+        self.pool.closed(self)  # no longer counted, though its socket closes a moment later
         self.close()
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from guestagent.rpc.connection import Connection
 
 if TYPE_CHECKING:
     from guestagent.rpc.host import ConnectionHost, ConnectionLimits
+    from guestagent.rpc.requests import RequestTasks
 
 __all__ = ["BufferBudget", "ConnectionPool"]
 
@@ -67,7 +68,9 @@ class ConnectionPool:
         self.connections: dict[Connection, None] = {}  # oldest first
         self.opened_total = 0
         self.refused_total = 0
-        self._supervisors: set[asyncio.Task[None]] = set()
+        # Every connection's requests until its supervisor ends: after the host has gone,
+        # mutations still run, and shutdown must stop them too.
+        self._supervisors: dict[asyncio.Task[None], RequestTasks] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -89,8 +92,8 @@ class ConnectionPool:
             idle.refuse(_full(self.limits.max_connections, evicted=True))
         self.connections[connection] = None
         supervisor = asyncio.get_running_loop().create_task(connection.requests.supervise())
-        self._supervisors.add(supervisor)
-        supervisor.add_done_callback(self._supervisors.discard)
+        self._supervisors[supervisor] = connection.requests
+        supervisor.add_done_callback(self._supervisors.pop)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return True
@@ -112,17 +115,17 @@ class ConnectionPool:
         Reads (long polls included) are answered `agent.shutting_down` at once; mutations
         get `grace` seconds to finish, then are answered the same way.
         """
-        connections = list(self.connections)
-        for connection in connections:
-            connection.requests.stop(reads_only=True)
+        everyone = list(self._supervisors.values())
+        for requests in everyone:
+            requests.stop(reads_only=True)
         deadline = time.monotonic() + grace
-        for connection in connections:
-            await connection.requests.wait(max(0.0, deadline - time.monotonic()))
-        for connection in connections:
-            connection.requests.stop(reads_only=False)
-        for connection in connections:
-            await connection.requests.wait(1.0)
-        for connection in connections:
+        for requests in everyone:
+            await requests.wait(max(0.0, deadline - time.monotonic()))
+        for requests in everyone:
+            requests.stop(reads_only=False)
+        for requests in everyone:
+            await requests.wait(1.0)
+        for connection in list(self.connections):
             connection.close()
         flushed = time.monotonic() + FLUSH_SECONDS
         while self.connections and time.monotonic() < flushed:

@@ -3,7 +3,9 @@
 Each connection is one fd. If connections alone could use up RLIMIT_NOFILE, the agent could
 no longer accept a good client, open a layer image or a container's pipes. So at start-up the
 soft limit is raised as far as needed (up to the hard limit), and if that is not enough the
-per-listener cap is lowered so that `FD_RESERVE` fds always stay free for everything else.
+per-listener cap is lowered so that `FD_RESERVE` fds always stay free for everything else,
+and `BACKLOG` more for a burst of accepts (asyncio accepts that many at once, before the
+pool closes those over the cap).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import resource
 
 from guestagent.rpc.host import ConnectionLimits
+from guestagent.transport.listen import BACKLOG
 
 __all__ = ["FD_RESERVE", "fit_fd_limit"]
 
@@ -22,7 +25,8 @@ FD_RESERVE = 256  # for layer images, containers' stdio pipes, the console, the 
 
 def fit_fd_limit(limits: ConnectionLimits, listeners: int) -> ConnectionLimits:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = FD_RESERVE + limits.max_connections * max(1, listeners)
+    spare = FD_RESERVE + BACKLOG
+    needed = spare + limits.max_connections * max(1, listeners)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
         try:
@@ -32,7 +36,7 @@ def fit_fd_limit(limits: ConnectionLimits, listeners: int) -> ConnectionLimits:
             log.warning("cannot raise the fd limit", extra={"error": str(exc)})
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return limits
-    reserve = min(FD_RESERVE, soft // 2)
+    reserve = min(spare, soft // 2)
     fitted = max(1, (soft - reserve) // max(1, listeners))
     log.warning(
         "connection cap lowered to fit the fd limit",

@@ -21,10 +21,14 @@ from typing import Any
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.transport.uri import Endpoint
 
-__all__ = ["Listener", "listen", "resolve_serial_port"]
+__all__ = ["BACKLOG", "Listener", "listen", "resolve_serial_port"]
 
 log = logging.getLogger("guestagent.transport")
 ProtocolFactory = Callable[[], asyncio.Protocol]
+# Unix sockets refuse a connect (EAGAIN) once the backlog is full, so it is generous. asyncio
+# accepts up to `backlog` connections per wake-up before the protocols decide which to keep:
+# the fds the connection cap leaves spare must hold such a burst (server/limits.py).
+BACKLOG = 256
 SERIAL_RETRY_SECONDS = 0.2
 
 
@@ -63,7 +67,7 @@ async def _listen_unix(
     # Only root in the guest (and the tests' own user) may talk to the agent.
     old_umask = os.umask(0o177)
     try:
-        server = await loop.create_unix_server(factory, str(path), backlog=256)
+        server = await loop.create_unix_server(factory, str(path), backlog=BACKLOG)
     finally:
         os.umask(old_umask)
 
@@ -84,7 +88,7 @@ async def _listen_vsock(
     sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
         sock.bind((endpoint.cid, endpoint.port))
-        sock.listen(256)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
