@@ -86,6 +86,18 @@ class Dispatcher:
         prepared = Prepared(args)
         if operation.prepare is not None:
             prepared = await _call(operation.prepare, host, args)
+        try:
+            return await self._decide_and_run(operation, args, prepared)
+        finally:
+            close = getattr(prepared.context, "close", None)
+            if close is not None:
+                close()  # what prepare took (e.g. a sealed layer copy), allowed or not
+
+    async def _decide_and_run(
+        self, operation: Operation, args: dict[str, Any], prepared: Prepared
+    ) -> Any:
+        host = self.agent
+        assert operation.point is not None
         if not operation.mutating:
             decision = host.decide(operation.point, prepared.facts)
             decision.raise_if_denied()
