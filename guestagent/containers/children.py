@@ -120,7 +120,9 @@ def run(
     return complete(start(argv, env=env, cwd=cwd), timeout=timeout, limit=limit)
 
 
-def complete(child: Child, *, timeout: float | None = None, limit: int = DEFAULT_LIMIT) -> Completed:
+def complete(
+    child: Child, *, timeout: float | None = None, limit: int = DEFAULT_LIMIT
+) -> Completed:
     """`run` for a child already started: a caller that holds `child` can kill it meanwhile
     (its pipes then close and this returns)."""
     deadline = None if timeout is None else time.monotonic() + timeout
