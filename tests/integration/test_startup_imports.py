@@ -54,6 +54,8 @@ NOT_AT_START = (
     "guestagent.policy.summary",
     "guestagent.client",
     "guestagent.demo",
+    "guestagent.kata",
+    "google.protobuf",
     *(f"guestagent.cli.{name}" for name in ("console", "ctl", "demo", "image", "layer")),
     *(f"guestagent.cli.{name}" for name in ("policy", "policygen", "report", "verity")),
 )
