@@ -13,6 +13,7 @@ from typing import Any
 from guestagent.errors import ErrorCode
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
+from guestagent.policy.points import MUTATING_POINTS
 from guestagent.policy.rules import host, process, storage
 from guestagent.policy.rules._common import BadInput, deny
 from guestagent.policy.rules.create import decide_create_container
@@ -43,23 +44,6 @@ POINTS: dict[str, Rule] = {
     "copy_file": host.decide_copy_file,
     **host.console_deciders(),
 }
-
-# Points whose allowed decisions change the engine state.
-MUTATING_POINTS = frozenset(
-    {
-        "mount_device",
-        "unmount_device",
-        "mount_overlay",
-        "unmount_overlay",
-        "mount_scratch",
-        "unmount_scratch",
-        "create_container",
-        "start_container",
-        "exec_in_container",
-        "signal_container_process",
-        "shutdown_container",
-    }
-)
 
 
 def decide(policy: Policy, state: PolicyState, point: str, request: Mapping[str, Any]) -> Decision:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from guestagent.errors import AgentError, ErrorCode, TaintedError
-from guestagent.policy.engine import MUTATING_POINTS
+from guestagent.policy.points import MUTATING_POINTS
 from guestagent.protocol.schema import validate_args
 from guestagent.rpc.operation import Call, Operation, Prepared
 

@@ -98,7 +98,7 @@ def test_a_hardware_backed_start_loads_no_cryptography_and_no_policy_engine(
     # simulator, so not even cryptography's core is needed.
     started = started_modules(tmp_path, "--snp", "none")
     assert loaded_heavy(started["modules"], (*NOT_AT_START, *NOT_BEFORE_A_POLICY)) == []
-    assert "guestagent.server.connection" in started["modules"]  # it did start serving
+    assert "guestagent.transport.listen" in started["modules"]  # it did start serving
 
 
 def test_a_simulated_start_with_a_policy_signs_without_certificates(tmp_path: Path) -> None:
