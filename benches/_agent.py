@@ -39,23 +39,26 @@ class AgentAssets:
     sim_state: Path
 
 
-def bench_policy(layer_hash: str) -> bytes:
+def bench_policy(layer_hash: str, hostname: bool = True) -> bytes:
     container = {
         "name": "true",
         "layers": [layer_hash],
         "command": TRUE,
         "env_rules": [{"pattern": assets.PATH, "strategy": "string", "required": True}],
         "no_new_privileges": True,
+        **({"hostname": "demo"} if hostname else {}),  # what assets.host_spec asks for
     }
     return json.dumps(
         {"version": 1, "containers": [container], "allow_properties_access": True}
     ).encode()
 
 
-def build_assets(work: Path) -> AgentAssets:
+def build_assets(work: Path, hostname: bool = True) -> AgentAssets:
+    """`hostname`: False for an agent from before policies had the field (`--compare`)."""
+    work.mkdir(parents=True, exist_ok=True)
     image = assets.build_busybox_layer(work / "layer")
     policy = work / "policy.json"
-    policy.write_bytes(bench_policy(image.root_hash))
+    policy.write_bytes(bench_policy(image.root_hash, hostname))
     (work / "sim").mkdir(mode=0o700)
     host_data = measure(policy.read_bytes()).host_data_hex
     return AgentAssets(image.path, work / "layer", policy, host_data, work / "sim")
