@@ -87,7 +87,8 @@ def decide_create(gate: PolicyGate, container_id: str, spec: dict[str, Any], roo
         decision.raise_if_denied()
         gate.commit(decision)
     # Only the fields the policy engine reads (the two packages are being aligned).
-    facts = {k: v for k, v in enforcement_input(container_id, spec, rootfs).items() if k in SCHEMA}
+    facts = enforcement_input(container_id, spec, rootfs)
+    facts = {k: v for k, v in facts.items() if k in SCHEMA.fields}
     decision = gate.decide("create_container", facts)
     decision.raise_if_denied()
     gate.commit(decision)
