@@ -144,7 +144,7 @@ ESCAPES = [
         {"layer_id": "etc", "source": "/etc/hostname"},
         "protocol.invalid_argument",
         None,
-        says="must be a block device or a file under",
+        says="must be a file under",
     ),
     Escape(
         "layer id as a path",
