@@ -14,7 +14,7 @@ from guestagent.policy.engine import decide
 from guestagent.policy.rules import create, process
 from guestagent.policy.rules._common import BadInput
 from guestagent.policy.rules._input import MAX_FIELD_TEXT, MAX_LIST, Schema, check_input
-from tests.policy.world import PATH, TEMPLATES, build_state, load_policy
+from tests.policy.world import PATH, TEMPLATES, build_state, device, load_policy
 
 
 class Text(str):
@@ -25,7 +25,14 @@ class Number(int):
     """An int subclass: inputs hold exact ints."""
 
 
-CREATE = {**copy.deepcopy(TEMPLATES["create_web"]), "sysctl": {"net.core.somaxconn": "1"}}
+CREATE = {
+    **copy.deepcopy(TEMPLATES["create_web"]),
+    "sysctl": {"net.core.somaxconn": "1"},
+    "devices": [device("/dev/fuse")],
+    "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}],
+    "resources": {"memory.max": 1 << 30, "cpu.weight": "100"},
+    "oom_score_adj": 0,
+}
 EXEC_KEYS = (
     "container_id",
     "argv",
@@ -126,6 +133,13 @@ _USER = {
 }
 _CAPS = dict.fromkeys(("bounding", "effective", "inheritable", "permitted", "ambient"), _texts)
 _MOUNT = {"destination": _text, "source": _text, "type": _text, "options": _texts}
+_DEVICE = {"path": _text, "type": _text, **dict.fromkeys(("major", "minor", "file_mode"), _u32)}
+_DEVICE |= {"uid": _u32, "gid": _u32}
+_RLIMIT = {
+    "type": _text,
+    "soft": lambda v: type(v) is int and 0 <= v < 2**64,
+    "hard": lambda v: type(v) is int and 0 <= v < 2**64,
+}
 _PROCESS = {
     "container_id": _text,
     "argv": _texts,
@@ -142,7 +156,7 @@ ORACLE_CREATE = {
     "mounts": lambda v: type(v) is list and all(_fields(m, _MOUNT) for m in v),
     "namespaces": _texts,
     "hooks": lambda v: type(v) is bool,
-    "devices": _texts,
+    "devices": lambda v: type(v) is list and all(_fields(d, _DEVICE) for d in v),
     "sysctl": lambda v: type(v) is dict and all(map(_text, v)) and all(map(_text, v.values())),
     "rootfs": _text,
     "privileged": lambda v: type(v) is bool,
@@ -150,6 +164,19 @@ ORACLE_CREATE = {
     "host_namespaces": _texts,
     "unsupported_fields": _texts,
     "umask": lambda v: v is None or _u32(v),
+    "device_conflicts": _texts,
+    "readonly_rootfs": lambda v: type(v) is bool,
+    "hostname": _text,
+    "masked_paths": _texts,
+    "readonly_paths": _texts,
+    "rlimits": lambda v: type(v) is list and all(_fields(r, _RLIMIT) for r in v),
+    "oom_score_adj": lambda v: v is None or (type(v) is int and -1000 <= v <= 1000),
+    "resources": lambda v: (
+        type(v) is dict
+        and len(v) <= 64
+        and all(map(_text, v))
+        and all(_text(x) or (type(x) is int and -(2**63) <= x < 2**64) for x in v.values())
+    ),
 }
 
 
@@ -192,6 +219,11 @@ def test_well_formed_requests_pass() -> None:
         (lambda r: r.update(env=[PATH] * 4097), "env"),
         (lambda r: r.update(surprise=1), "surprise"),
         (lambda r: r.pop("rootfs"), "rootfs"),
+        (lambda r: r["devices"][0].update(major=-1), "devices[0].major"),
+        (lambda r: r["rlimits"][0].update(soft=2**64), "rlimits[0].soft"),
+        (lambda r: r.update(oom_score_adj=1001), "oom_score_adj"),
+        (lambda r: r["resources"].update({"pids.max": 1.5}), "resources.pids.max"),
+        (lambda r: r.update(hostname=None), "hostname"),
     ],
 )
 def test_malformed_inputs_are_refused_naming_the_place(change: Any, where: str) -> None:

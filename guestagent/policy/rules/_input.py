@@ -29,7 +29,9 @@ __all__ = [
     "STR",
     "STR_LIST",
     "U32",
+    "U64",
     "USER",
+    "IntIn",
     "ListOf",
     "OptionalStr",
     "OptionalU32",
@@ -62,6 +64,10 @@ def is_u32(value: Any) -> bool:
     return type(value) is int and 0 <= value < _U32
 
 
+def is_u64(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**64
+
+
 class Kind:
     """A plain field kind: its fields are checked together, in Schema.check."""
 
@@ -75,6 +81,7 @@ STR = Kind(_TEXT)  # its strings join the bulk text check
 STR_LIST = Kind(f"expected a list of at most {MAX_LIST} strings")
 BOOL = Kind("expected a boolean")
 U32 = Kind("expected an integer in [0, 2**32)")
+U64 = Kind("expected an integer in [0, 2**64)")
 
 
 def _join(prefix: str, field: str) -> str:
@@ -90,9 +97,9 @@ class Schema:
     def __init__(self, fields: Mapping[str, Any]) -> None:
         self.fields = dict(fields)
         self._keys = self.fields.keys()
-        self._str, self._lists, self._bools, self._u32 = (
+        self._str, self._lists, self._bools, self._u32, self._u64 = (
             tuple(k for k, f in self.fields.items() if f is kind)
-            for kind in (STR, STR_LIST, BOOL, U32)
+            for kind in (STR, STR_LIST, BOOL, U32, U64)
         )
         self._nested = [(k, f) for k, f in self.fields.items() if not isinstance(f, Kind)]
 
@@ -119,6 +126,9 @@ class Schema:
         for key in self._u32:
             if not is_u32(value[key]):
                 raise BadInput(key, U32.expected)
+        for key in self._u64:
+            if not is_u64(value[key]):
+                raise BadInput(key, U64.expected)
         for key, field in self._nested:
             try:
                 field.check(value[key], texts)
@@ -185,6 +195,20 @@ class OptionalU32:
     def check(value: Any, texts: list[Any]) -> None:
         if value is not None and not is_u32(value):
             raise BadInput("", U32.expected)
+
+
+class IntIn:
+    """An integer in [lo, hi], or null when `optional`."""
+
+    def __init__(self, lo: int, hi: int, optional: bool = False) -> None:
+        self.lo, self.hi, self.optional = lo, hi, optional
+        self.expected = f"expected {'null or ' if optional else ''}an integer in [{lo}, {hi}]"
+
+    def check(self, value: Any, texts: list[Any]) -> None:
+        if value is None and self.optional:
+            return
+        if type(value) is not int or not self.lo <= value <= self.hi:
+            raise BadInput("", self.expected)
 
 
 class OptionalStr:

@@ -82,4 +82,5 @@ def env_and_caps(
         "capabilities": caps,
         "allow_stdio": c.allow_stdio_access,
         "attestation_socket": c.attestation_socket,
+        "umask": c.runtime.umask,
     }

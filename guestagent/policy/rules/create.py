@@ -31,6 +31,13 @@ from guestagent.policy.rules._input import (
 )
 from guestagent.policy.rules._mounts import match_mounts
 from guestagent.policy.rules._process import env_and_caps
+from guestagent.policy.rules._runtime import (
+    DEVICES,
+    OOM_SCORE_ADJ,
+    RESOURCES,
+    RLIMITS,
+    RUNTIME_CHECKS,
+)
 from guestagent.policy.state import PolicyState, Transition
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
@@ -61,7 +68,7 @@ SCHEMA = Schema(
         "mounts": ListOf(_MOUNT, _MAX_MOUNTS),
         "namespaces": STR_LIST,
         "hooks": BOOL,
-        "devices": STR_LIST,
+        "devices": DEVICES,
         "sysctl": StrMap,
         "terminal": BOOL,
         "rootfs": STR,
@@ -73,6 +80,15 @@ SCHEMA = Schema(
         "host_namespaces": STR_LIST,
         "unsupported_fields": STR_LIST,
         "umask": OptionalU32,
+        # Facts for the runtime fields (docs/policy.md, "The host's spec").
+        "device_conflicts": STR_LIST,
+        "readonly_rootfs": BOOL,
+        "hostname": STR,
+        "masked_paths": STR_LIST,
+        "readonly_paths": STR_LIST,
+        "rlimits": RLIMITS,
+        "oom_score_adj": OOM_SCORE_ADJ,
+        "resources": RESOURCES,
     }
 )
 
@@ -111,9 +127,10 @@ def _namespaces(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _devices(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
-    if c.devices.issuperset(req["devices"]):
+    paths = {d["path"] for d in req["devices"]}
+    if c.devices.issuperset(paths):
         return None
-    extra = sorted(set(req["devices"]) - c.devices)  # the explanation, for a denial
+    extra = sorted(paths - c.devices)  # the explanation, for a denial
     return {
         "why": f"device {extra[0]} is not allowed",
         "asked": extra,
@@ -156,6 +173,7 @@ CHECKS: tuple[Check, ...] = (
     ("devices", _devices),
     ("sysctl", _sysctl),
     ("mounts", _mounts),
+    *RUNTIME_CHECKS,
 )
 
 
@@ -200,6 +218,13 @@ def _precheck(
             f"spec field {req['unsupported_fields'][0]} is not supported by the agent",
             asked=req["unsupported_fields"],
             allowed=[],
+        )
+    if req["device_conflicts"]:
+        return deny(
+            point,
+            "devices",
+            f"device {req['device_conflicts'][0]}",
+            asked=req["device_conflicts"],
         )
     if not KNOWN_NAMESPACES.issuperset(req["namespaces"]):
         unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
