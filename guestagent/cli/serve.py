@@ -9,6 +9,7 @@ import sys
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
+from guestagent.rpc.host import DEFAULT_LIMITS
 from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.logs import configure_logging
 from guestagent.snp.sim import SimConfig
@@ -44,6 +45,34 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         default=128,
         metavar="N",
         help="requests in flight per connection before reading pauses",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_LIMITS.max_connections,
+        metavar="N",
+        help="open connections per listener (new ones evict those that never said hello)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.handshake_timeout,
+        metavar="SECONDS",
+        help="time a connection has to complete hello",
+    )
+    parser.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.frame_timeout,
+        metavar="SECONDS",
+        help="time a frame may take to arrive once it has started",
+    )
+    parser.add_argument(
+        "--buffer-budget",
+        type=int,
+        default=DEFAULT_LIMITS.buffer_budget,
+        metavar="BYTES",
+        help="bytes of large partial frames all connections may hold at once",
     )
     parser.add_argument("--state-dir", default="/run/guestagent", metavar="DIR")
     parser.add_argument(
@@ -124,6 +153,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         listen=listen,
         max_frame=args.max_frame,
         max_in_flight=max(1, args.max_in_flight),
+        max_connections=max(1, args.max_connections),
+        handshake_timeout=max(0.1, args.handshake_timeout),
+        frame_timeout=max(0.1, args.frame_timeout),
+        buffer_budget=max(0, args.buffer_budget),
         insecure_allow_all=args.insecure_allow_all,
         state_dir=args.state_dir,
         snp=args.snp,

@@ -3,8 +3,9 @@
 Lifecycle: `start()` opens the SNP backend (refusing to run without one unless told which),
 adopts a policy given at start-up, becomes the child subreaper, binds every listener and
 notifies readiness; `serve()` runs until SIGTERM/SIGINT; `shutdown()` stops accepting,
-answers new requests with `agent.shutting_down`, lets in-flight requests finish (bounded),
-removes every container and mount it made, then closes.
+answers new requests with `agent.shutting_down`, answers reads in flight (long polls
+included) the same way at once, lets mutations finish (bounded by the grace, then answers
+them too), closes every connection, removes every container and mount it made, and exits.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
+from guestagent.rpc.connection import Connection
+from guestagent.rpc.dispatch import Dispatcher
+from guestagent.rpc.host import DEFAULT_LIMITS, ConnectionLimits
+from guestagent.rpc.pool import BufferBudget, ConnectionPool
 from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
-from guestagent.server.connection import Connection
-from guestagent.server.dispatch import Dispatcher
+from guestagent.server.limits import fit_fd_limit
 from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
 from guestagent.server.reconcile import Reconciliation, reconcile
@@ -56,6 +60,10 @@ class AgentConfig:
     listen: list[str] = field(default_factory=lambda: ["vsock://any:1024"])
     max_frame: int = DEFAULT_MAX_FRAME
     max_in_flight: int = 128
+    max_connections: int = DEFAULT_LIMITS.max_connections  # per listener
+    handshake_timeout: float = DEFAULT_LIMITS.handshake_timeout
+    frame_timeout: float = DEFAULT_LIMITS.frame_timeout
+    buffer_budget: int = DEFAULT_LIMITS.buffer_budget
     shutdown_grace: float = 10.0
     insecure_allow_all: bool = False
     state_dir: str = "/run/guestagent"
@@ -103,7 +111,16 @@ class Agent:
         self.containers: ContainerManager | None = None
         self.attestation: AttestationHub | None = None
         self.console = ConsoleServer(self, config.console)
-        self.connections: set[Connection] = set()
+        self.limits = ConnectionLimits(
+            max_frame=config.max_frame,
+            max_in_flight=config.max_in_flight,
+            max_connections=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+            frame_timeout=config.frame_timeout,
+            buffer_budget=config.buffer_budget,
+        )
+        self.budget = BufferBudget(self.limits.buffer_budget)
+        self.pools: list[ConnectionPool] = []
         self.listeners: list[Listener] = []
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -163,8 +180,11 @@ class Agent:
         if self.config.manage_containers:
             self._start_containers()
         await self.console.start()
+        self.limits = fit_fd_limit(self.limits, len(self.config.listen))
         for uri in self.config.listen:
-            listener = await listen(parse_uri(uri), lambda: Connection(self))
+            pool = ConnectionPool(self, uri, self.budget, self.limits)
+            listener = await listen(parse_uri(uri), pool.factory)
+            self.pools.append(pool)
             self.listeners.append(listener)
             log.info("listening", extra={"uri": uri})
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
@@ -238,12 +258,9 @@ class Agent:
         for listener in self.listeners:
             await listener.close()
         await self.console.stop()
-        in_flight = [t for c in self.connections for t in c.in_flight.values()]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self.config.shutdown_grace)
-        for connection in list(self.connections):
-            connection.close()
-        await asyncio.sleep(0)  # let transports flush and report connection_lost
+        # Every request in flight is answered (reads at once, mutations within the grace)
+        # before its connection closes.
+        await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
         self._stopped.set()
 
     async def release(self) -> None:
@@ -262,6 +279,10 @@ class Agent:
         """Keep a strong reference to background tasks until they finish."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @property
+    def connections(self) -> list[Connection]:
+        return [connection for pool in self.pools for connection in pool.connections]
 
     # -- what the host can read -------------------------------------------------------------
     def hello_result(self) -> dict[str, Any]:

@@ -7,13 +7,14 @@ directory, from where containers mount them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from guestagent.network.files import write_hosts as write_hosts_file
 from guestagent.network.files import write_resolv_conf as write_resolv_file
 from guestagent.network.links import Network
 from guestagent.protocol.schema import Field, identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -83,9 +84,11 @@ def shared_dir(agent: Agent) -> str:
     return str(path)
 
 
-def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
+# The file writes fsync: they run in a thread, never on the event loop.
+async def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
-    return write_resolv_file(
+    return await asyncio.to_thread(
+        write_resolv_file,
         shared_dir(agent),
         args["container_id"],
         args["nameservers"],
@@ -94,9 +97,11 @@ def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
     )
 
 
-def write_hosts(agent: Agent, call: Call) -> dict[str, Any]:
+async def write_hosts(agent: Agent, call: Call) -> dict[str, Any]:
     entries = [(e["address"], e["names"]) for e in call.args["entries"]]
-    return write_hosts_file(shared_dir(agent), call.args["container_id"], entries)
+    return await asyncio.to_thread(
+        write_hosts_file, shared_dir(agent), call.args["container_id"], entries
+    )
 
 
 def _entries(value: list[Any]) -> str | None:
