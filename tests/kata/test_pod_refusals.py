@@ -113,3 +113,26 @@ def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgen
         await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id="hog"))
 
     drive(pod_agent, world, body)
+
+
+def test_set_policy_is_bound_to_host_data(world: World, pod_agent: KataAgent) -> None:
+    async def go() -> None:
+        async with await KataClient.connect(pod_agent.kata_uri) as client:
+            other = world.policy.replace(b'"version": 1', b'"version": 1 ')
+            with pytest.raises(KataRpcError) as refused:
+                await client.call(
+                    AGENT, "SetPolicy", agent_pb2.SetPolicyRequest(policy=other.decode()), Empty
+                )
+            assert refused.value.code == Code.PERMISSION_DENIED
+            assert "policy.mismatch" in refused.value.message
+            # As with set_policy: after a mismatch, not even the right policy is adopted.
+            with pytest.raises(KataRpcError) as refused:
+                await client.call(
+                    AGENT,
+                    "SetPolicy",
+                    agent_pb2.SetPolicyRequest(policy=world.policy.decode()),
+                    Empty,
+                )
+            assert refused.value.code == Code.PERMISSION_DENIED
+
+    asyncio.run(go())
