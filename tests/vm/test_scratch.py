@@ -109,9 +109,9 @@ def run_scratch_flow(guest: Guest, policy: bytes, scratch: Path) -> None:
         assert made == {"container_id": "c1", "encrypted": True, "kind": "dm-crypt+integrity"}
         before = scratch.read_bytes()
         client.call("mount_overlay", {"container_id": "c1", "layer_ids": ["base"]})
-        client.call(
-            "create_container", {"container_id": "c1", "spec": assets.host_spec(), "stdin": True}
-        )
+        spec = assets.host_spec()
+        spec["root"]["readonly"] = False  # the container writes its scratch through the overlay
+        client.call("create_container", {"container_id": "c1", "spec": spec, "stdin": True})
         client.call("start_container", {"container_id": "c1"})
         code, _, err = exec_in(client, WRITE)
         assert code == 0, err
