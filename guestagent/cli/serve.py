@@ -99,6 +99,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve the read-only debug console here (e.g. vsock://any:1025)",
     )
     parser.add_argument(
+        "--kata",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="also speak the Kata agent protocol (ttrpc) here, e.g. vsock://any:1024 with the "
+        "native protocol moved to another port; see docs/kubernetes.md",
+    )
+    parser.add_argument(
         "--policy", metavar="FILE", help="policy (JSON or initdata TOML) to adopt at start-up"
     )
     parser.add_argument(
@@ -137,8 +145,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     listen = args.listen or ["vsock://any:1024"]
-    for uri in listen:
+    for uri in [*listen, *args.kata]:
         parse_uri(uri)  # fail on a bad URI before anything starts
+    shared = sorted(set(listen) & set(args.kata))
+    if shared:
+        raise AgentError(
+            f"{shared[0]} is given to both --listen and --kata: the two protocols need "
+            "separate listeners (docs/kubernetes.md)"
+        )
     if args.max_frame < 1024:
         raise AgentError(f"--max-frame must be at least 1024 bytes, got {args.max_frame}")
     sim_config = None
@@ -170,6 +184,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         manage_containers=not args.no_containers,
         cgroup_parent=args.cgroup_parent,
         console=args.console,
+        kata=args.kata,
     )
 
 

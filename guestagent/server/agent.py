@@ -24,8 +24,10 @@ from guestagent import __version__
 from guestagent.attestation.hub import AttestationHub
 from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
+from guestagent.containers.oom import OomWatch
 from guestagent.containers.reaper import Reaper
 from guestagent.errors import AgentError, ErrorCode, TaintedError
+from guestagent.kata.service import listen_kata
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
@@ -48,6 +50,7 @@ from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
+    from guestagent.kata.context import KataContext
     from guestagent.policy.decision import Decision
 
 __all__ = ["Agent", "AgentConfig"]
@@ -78,6 +81,7 @@ class AgentConfig:
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
+    kata: list[str] = field(default_factory=list)  # Kata agent protocol (ttrpc) listeners
     # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
     # them, so nothing the host controls can hide real hardware from `check_modes`.
     snp_device: str = SEV_GUEST_DEVICE
@@ -108,6 +112,7 @@ class Agent:
             scratch_devices=config.scratch_devices,
         )
         self.reaper = Reaper()
+        self.oom = OomWatch()
         self.containers: ContainerManager | None = None
         self.attestation: AttestationHub | None = None
         self.console = ConsoleServer(self, config.console)
@@ -122,6 +127,7 @@ class Agent:
         self.budget = BufferBudget(self.limits.buffer_budget)
         self.pools: list[ConnectionPool] = []
         self.listeners: list[Listener] = []
+        self.kata: KataContext | None = None
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -187,6 +193,10 @@ class Agent:
             self.pools.append(pool)
             self.listeners.append(listener)
             log.info("listening", extra={"uri": uri})
+        if self.config.kata:
+            self.kata, kata_listeners = await listen_kata(self, self.config.kata)
+            self.listeners.extend(kata_listeners)
+            log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:

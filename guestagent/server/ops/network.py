@@ -1,6 +1,7 @@
-"""Network changes in the guest: links, addresses, routes, neighbours, resolv.conf, hosts.
+"""Network changes in the guest: links, addresses, routes, neighbours, resolv.conf, hosts;
+and reading the guest's interfaces and routes (a property read, point get_properties).
 
-Every one is a `network_change` the policy must allow (by kind, and by interface name where
+Every change is a `network_change` the policy must allow (by kind, and by interface name where
 the policy constrains names). resolv.conf and hosts are written under the agent's shared
 directory, from where containers mount them.
 """
@@ -78,6 +79,11 @@ async def add_neighbor(agent: Agent, call: Call) -> dict[str, Any]:
         return await net.add_neighbour(args["interface"], args["address"], args["lladdr"])
 
 
+async def list_network(agent: Agent, call: Call) -> dict[str, Any]:
+    async with Network() as net:
+        return {"interfaces": await net.list_interfaces(), "routes": await net.list_routes()}
+
+
 def shared_dir(agent: Agent) -> str:
     path = agent.state_dir / "shared"
     path.mkdir(parents=True, exist_ok=True)
@@ -121,6 +127,13 @@ OPTIONAL_NAME = Field((str, type(None)), default=None, max_len=15)
 OPTIONAL_INT = Field((int, type(None)), default=None)
 
 OPERATIONS = [
+    Operation(
+        "list_network",
+        list_network,
+        point="get_properties",
+        prepare=lambda agent, args: Prepared({}),
+        summary="the guest's interfaces (addresses, mtu, mac) and main-table routes",
+    ),
     Operation(
         "set_link",
         set_link,
