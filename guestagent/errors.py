@@ -69,7 +69,9 @@ class ErrorCode(StrEnum):
     NETWORK = "network.failed"
     # the agent itself
     SHUTTING_DOWN = "agent.shutting_down"
+    MODE_REFUSED = "agent.mode_refused"
     TIMEOUT = "agent.timeout"
+    TOO_MANY_CONNECTIONS = "agent.too_many_connections"
     INTERNAL = "internal"
 
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(runc cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio openssl
-  python3 systemd)
+  python3 systemd protobuf-compiler golang-go golang-github-containerd-ttrpc-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from typing import Any
 
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from guestagent.client import AgentConnectionError, Client, RemoteError
+from guestagent.client.display import to_json
 from guestagent.errors import AgentError
 
 __all__ = ["parse_assignments", "register", "to_json"]
@@ -51,17 +51,6 @@ def parse_assignments(assignments: list[str], args_json: str | None) -> dict[str
         else:
             raise ValueError(f"expected key=value, key:=JSON or key@=FILE, got {item!r}")
     return args
-
-
-def to_json(value: Any) -> Any:
-    """Results may hold bytes: show them as hex (short) or base64 (long)."""
-    if isinstance(value, bytes):
-        return value.hex() if len(value) <= 64 else {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_json(v) for v in value]
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

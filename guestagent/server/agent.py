@@ -3,8 +3,9 @@
 Lifecycle: `start()` opens the SNP backend (refusing to run without one unless told which),
 adopts a policy given at start-up, becomes the child subreaper, binds every listener and
 notifies readiness; `serve()` runs until SIGTERM/SIGINT; `shutdown()` stops accepting,
-answers new requests with `agent.shutting_down`, lets in-flight requests finish (bounded),
-removes every container and mount it made, then closes.
+answers new requests with `agent.shutting_down`, answers reads in flight (long polls
+included) the same way at once, lets mutations finish (bounded by the grace, then answers
+them too), closes every connection, removes every container and mount it made, and exits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import os
 import signal
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,23 +24,33 @@ from guestagent import __version__
 from guestagent.attestation.hub import AttestationHub
 from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
-from guestagent.containers.reaper import Reaper, ReaperChildWatcher
+from guestagent.containers.oom import OomWatch
+from guestagent.containers.reaper import Reaper
 from guestagent.errors import AgentError, ErrorCode, TaintedError
+from guestagent.kata.service import listen_kata
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
+from guestagent.rpc.connection import Connection
+from guestagent.rpc.dispatch import Dispatcher
+from guestagent.rpc.host import DEFAULT_LIMITS, ConnectionLimits
+from guestagent.rpc.pool import BufferBudget, ConnectionPool
 from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
-from guestagent.server.connection import Connection
-from guestagent.server.dispatch import Dispatcher
+from guestagent.server.limits import fit_fd_limit
+from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
+from guestagent.server.reconcile import Reconciliation, reconcile
 from guestagent.snp import SnpBackend, open_backend
+from guestagent.snp.configfs import DEFAULT_ROOT as TSM_ROOT
+from guestagent.snp.sevguest import DEFAULT_DEVICE as SEV_GUEST_DEVICE
 from guestagent.snp.sim import SimConfig
 from guestagent.storage.registry import StorageRegistry
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
+    from guestagent.kata.context import KataContext
     from guestagent.policy.decision import Decision
 
 __all__ = ["Agent", "AgentConfig"]
@@ -53,6 +63,10 @@ class AgentConfig:
     listen: list[str] = field(default_factory=lambda: ["vsock://any:1024"])
     max_frame: int = DEFAULT_MAX_FRAME
     max_in_flight: int = 128
+    max_connections: int = DEFAULT_LIMITS.max_connections  # per listener
+    handshake_timeout: float = DEFAULT_LIMITS.handshake_timeout
+    frame_timeout: float = DEFAULT_LIMITS.frame_timeout
+    buffer_budget: int = DEFAULT_LIMITS.buffer_budget
     shutdown_grace: float = 10.0
     insecure_allow_all: bool = False
     state_dir: str = "/run/guestagent"
@@ -62,10 +76,16 @@ class AgentConfig:
     policy_file: str | None = None
     storage_mode: str = "auto"  # auto | dm-verity | verified-loop
     layer_dirs: list[str] = field(default_factory=list)
+    scratch_devices: list[str] = field(default_factory=list)  # disks scratch may be made on
     runtime: str | None = None  # runc or crun binary; None: auto-detect
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
+    kata: list[str] = field(default_factory=list)  # Kata agent protocol (ttrpc) listeners
+    # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
+    # them, so nothing the host controls can hide real hardware from `check_modes`.
+    snp_device: str = SEV_GUEST_DEVICE
+    tsm_root: str = TSM_ROOT
 
 
 class Agent:
@@ -82,17 +102,32 @@ class Agent:
         self.snp: SnpBackend | None = None
         self.snp_error = "no SNP backend was asked for"
         self.tainted: str | None = None
+        self.reconciled = Reconciliation()  # what an earlier run left, removed at start
         self.mutation_lock = asyncio.Lock()
         self.dispatcher = Dispatcher(self, all_operations())
         self.storage = StorageRegistry(
-            str(self.state_dir / "storage"), mode=config.storage_mode, layer_dirs=config.layer_dirs
+            str(self.state_dir / "storage"),
+            mode=config.storage_mode,
+            layer_dirs=config.layer_dirs,
+            scratch_devices=config.scratch_devices,
         )
         self.reaper = Reaper()
+        self.oom = OomWatch()
         self.containers: ContainerManager | None = None
         self.attestation: AttestationHub | None = None
         self.console = ConsoleServer(self, config.console)
-        self.connections: set[Connection] = set()
+        self.limits = ConnectionLimits(
+            max_frame=config.max_frame,
+            max_in_flight=config.max_in_flight,
+            max_connections=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+            frame_timeout=config.frame_timeout,
+            buffer_budget=config.buffer_budget,
+        )
+        self.budget = BufferBudget(self.limits.buffer_budget)
+        self.pools: list[ConnectionPool] = []
         self.listeners: list[Listener] = []
+        self.kata: KataContext | None = None
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -136,7 +171,9 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        check_modes(self.config, self.storage.mode)  # before anything is opened or made
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._reconcile()
         self._open_snp()
         if self.config.policy_file:
             policy_bytes = Path(self.config.policy_file).read_bytes()
@@ -144,19 +181,37 @@ class Agent:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None:
+        if self.snp is not None and not self.config.insecure_allow_all:
             self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
         if self.config.manage_containers:
             self._start_containers()
         await self.console.start()
+        self.limits = fit_fd_limit(self.limits, len(self.config.listen))
         for uri in self.config.listen:
-            listener = await listen(parse_uri(uri), lambda: Connection(self))
+            pool = ConnectionPool(self, uri, self.budget, self.limits)
+            listener = await listen(parse_uri(uri), pool.factory)
+            self.pools.append(pool)
             self.listeners.append(listener)
             log.info("listening", extra={"uri": uri})
+        if self.config.kata:
+            self.kata, kata_listeners = await listen_kata(self, self.config.kata)
+            self.listeners.extend(kata_listeners)
+            log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:
             self.track(asyncio.get_running_loop().create_task(notify.run_watchdog(interval)))
+
+    async def _reconcile(self) -> None:
+        cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
+        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        if self.reconciled.failures:
+            raise AgentError(
+                "refusing to serve: an earlier run left state that could not be removed: "
+                + "; ".join(self.reconciled.failures),
+                code=ErrorCode.STORAGE,
+                details=self.reconciled.describe(),
+            )
 
     def _open_snp(self) -> None:
         if self.config.snp == "none":
@@ -164,9 +219,14 @@ class Agent:
             return
         # `auto` raises when there is no device: the agent refuses to start unattested.
         self.snp = open_backend(
-            self.config.snp, sim_state=self.config.sim_state, sim_config=self.config.sim_config
+            self.config.snp,
+            device_path=self.config.snp_device,
+            tsm_root=self.config.tsm_root,
+            sim_state=self.config.sim_state,
+            sim_config=self.config.sim_config,
         )
         self.snp_error = ""
+        self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory
         description = self.snp.describe()
         if description.get("simulated"):
             log.warning(
@@ -175,10 +235,7 @@ class Agent:
             )
 
     def _start_containers(self) -> None:
-        self.reaper.install()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.get_event_loop_policy().set_child_watcher(ReaperChildWatcher(self.reaper))
+        self.reaper.install()  # every child goes through it (containers/children.py)
         self.containers = ContainerManager(
             self.reaper,
             self.state_dir / "containers",
@@ -211,12 +268,9 @@ class Agent:
         for listener in self.listeners:
             await listener.close()
         await self.console.stop()
-        in_flight = [t for c in self.connections for t in c.in_flight.values()]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self.config.shutdown_grace)
-        for connection in list(self.connections):
-            connection.close()
-        await asyncio.sleep(0)  # let transports flush and report connection_lost
+        # Every request in flight is answered (reads at once, mutations within the grace)
+        # before its connection closes.
+        await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
         self._stopped.set()
 
     async def release(self) -> None:
@@ -235,6 +289,10 @@ class Agent:
         """Keep a strong reference to background tasks until they finish."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @property
+    def connections(self) -> list[Connection]:
+        return [connection for pool in self.pools for connection in pool.connections]
 
     # -- what the host can read -------------------------------------------------------------
     def hello_result(self) -> dict[str, Any]:
@@ -260,6 +318,7 @@ class Agent:
             "insecure": self.config.insecure_allow_all,
             "tainted": self.tainted,
             "storage_mode": self.storage.mode,
+            "reconciled": self.reconciled.describe(),
             "listeners": [str(listener.endpoint) for listener in self.listeners],
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,

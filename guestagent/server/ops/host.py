@@ -8,10 +8,11 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from guestagent.containers import children
 from guestagent.containers.stats import agent_health
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.schema import Field, optional_identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 from guestagent.storage.shared_files import write_shared_file
 
 if TYPE_CHECKING:
@@ -67,39 +68,47 @@ def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
     )
 
 
-def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
+async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     root = str(agent.state_dir / "shared")
-    return write_shared_file(root, call.args["destination"], call.args["data"], call.args["mode"])
+    args = call.args
+    # Up to 16 MiB written and fsynced: in a thread, never on the event loop.
+    return await asyncio.to_thread(
+        write_shared_file, root, args["destination"], args["data"], args["mode"]
+    )
 
 
 async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
-    """A process in the guest, outside any container: only what the policy lists."""
+    """A process in the guest, outside any container: only what the policy lists.
+
+    The policy rules on it without recording it, so it runs without the mutation lock: a
+    process that runs for an hour stalls no mount or container operation.
+    """
     assert call.decision is not None
     allow_stdio = bool(call.decision.data.get("allow_stdio", False))
     args = call.args
     env = dict(item.partition("=")[::2] for item in args["env"])
     try:
-        process = await asyncio.create_subprocess_exec(
-            *args["argv"],
-            cwd=args["working_dir"],
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        # In a worker thread, through the agent's one reaper (never asyncio's child watchers).
+        child = await asyncio.to_thread(
+            children.start, args["argv"], env=env, cwd=args["working_dir"]
         )
     except OSError as exc:
         raise AgentError(
             f"cannot run {args['argv'][0]}: {exc.strerror}", code=ErrorCode.RUNTIME
         ) from exc
     try:
-        out, err = await asyncio.wait_for(process.communicate(), args["timeout"])
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+        done = await asyncio.to_thread(
+            children.complete, child, timeout=args["timeout"], limit=MAX_CAPTURE
+        )
+    except asyncio.CancelledError:
+        child.kill()  # stopped at shutdown: the worker thread sees EOF and ends; no process left
+        raise
+    if done.timed_out:
         raise AgentError(
             f"{args['argv'][0]} did not finish within {args['timeout']} s", code=ErrorCode.TIMEOUT
-        ) from None
-    result: dict[str, Any] = {"exit_code": process.returncode}
+        )
+    out, err = done.stdout, done.stderr
+    result: dict[str, Any] = {"exit_code": done.returncode}
     if allow_stdio:
         result.update(stdout=out[:MAX_CAPTURE], stderr=err[:MAX_CAPTURE])
     return result
