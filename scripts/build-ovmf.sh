@@ -239,6 +239,7 @@ build_ovmf() {
     fi
 }
 
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0 # sourced (the tests call its functions)
 case ${1:-} in
     --install-deps) install_deps ;;
     --inputs) inputs ;;

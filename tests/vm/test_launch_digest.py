@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from guest_images import REPO, GuestImages
-from launch_image import launch_image
+from launch_image import BUILD_OVMF, launch_image
 
 from guestagent.snp.launch import has_kernel_hashes
 
@@ -74,3 +74,20 @@ def test_relying_party_walkthrough_checks_the_launch_measurement(
     assert done.stdout.count("verification PASSED") == 2
     assert "refused: MEASUREMENT is not the launch digest of the published image" in done.stdout
     assert f"check failed: report.measurement: FAILED (expected {digest}" in done.stderr
+
+
+def test_build_script_names_the_version_and_hashes_when_the_source_is_gone(
+    tmp_path: Path,
+) -> None:
+    """Debian drops a version from a suite's Sources after a point release: the build stops
+    and says what it was pinned to (the real index, asked for a version it does not list)."""
+    script = (
+        f"source {BUILD_OVMF}; EDK2_VERSION=2025.02-0gone; BUILD_ROOT={tmp_path}; "
+        f"mkdir -p {tmp_path}/src; fetch_source {tmp_path}/src"
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "edk2 2025.02-0gone: no longer listed in trixie's Sources index" in done.stderr
+    for line in ("edk2_2025.02.orig.tar.xz     sha256 b63b6053", "debian.tar.xz  sha256 e2a7f6fc"):
+        assert line in done.stderr
+    assert "OVMF_SOURCE_DIR" in done.stderr
