@@ -26,7 +26,7 @@ DEBIAN_SHA256=e2a7f6fc58640818416a028d6d5e9dfc255697a7cdc60c14566c236df6bd9b08
 # Grub is embedded in the AmdSev firmware; bookworm's grub-mkimage builds it.
 GRUB_VERSION=2.06-13+deb12u2
 BUILD_DEPS=(build-essential nasm acpica-tools uuid-dev python3-venv mtools dosfstools)
-TOOLCHAIN_PACKAGES=(gcc-12 binutils make nasm acpica-tools uuid-dev mtools dosfstools python3.11)
+TOOLCHAIN_PACKAGES=(gcc-12 binutils make nasm acpica-tools uuid-dev mtools dosfstools)
 # The fixed build path (see above). Not configurable: another path is another firmware.
 BUILD_ROOT=/var/tmp/guestagent-ovmf
 TREE="$BUILD_ROOT/edk2-2025.02"
@@ -36,7 +36,7 @@ PLATFORM=OvmfPkg/AmdSev/AmdSevX64.dsc
 EXPECTED_SHA256=707a61285310d325cc702e4033a1d690f7fb588844c98b4eac260b5275e6fad0
 EXPECTED_TOOLCHAIN="gcc-12=12.2.0-14+deb12u1 binutils=2.40-2 make=4.3-4.1 nasm=2.16.01-1 \
 acpica-tools=20200925-8 uuid-dev=2.38.1-5+deb12u3 mtools=4.0.33-1+really4.0.32-1 \
-dosfstools=4.2-1 python3.11=3.11.2-6+deb12u6 grub=$GRUB_VERSION"
+dosfstools=4.2-1 python3=3.11.7 grub=$GRUB_VERSION"
 
 say() { echo "build-ovmf: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -47,7 +47,10 @@ toolchain() {
         version=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) || version=missing
         out+=("$pkg=$version")
     done
-    echo "${out[*]} grub=$GRUB_VERSION"
+    # edk2's BaseTools run on the python3 first on PATH, whichever package it came from.
+    version=$(python3 -c 'import platform; print(platform.python_version())' 2>/dev/null) \
+        || version=missing
+    echo "${out[*]} python3=$version grub=$GRUB_VERSION"
 }
 
 inputs() {
