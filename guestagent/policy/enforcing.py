@@ -72,6 +72,13 @@ class PolicyGate:
             )
         self._state = transition.after
 
+    def revert(self, decision: Decision) -> None:
+        transition = decision.next_state
+        if not isinstance(transition, Transition):
+            raise InvalidStateError("the decision was not made by this policy engine")
+        if transition.after is not transition.before:
+            self._state = self._state.revert(transition.before, transition.after)
+
     def start_trace(self, capacity: int = 100_000) -> TraceRecorder:
         self.trace = TraceRecorder(capacity)
         return self.trace

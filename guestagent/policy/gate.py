@@ -30,6 +30,10 @@ class Gate(Protocol):
         """Adopt `decision.next_state` after the effect succeeded."""
         ...
 
+    def revert(self, decision: Decision) -> None:
+        """Undo a committed decision whose effect then failed (see `PolicyState.revert`)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """What status shows about the policy in force."""
         ...
@@ -47,6 +51,9 @@ class DenyAllGate:
 
     def commit(self, decision: Decision) -> None:
         raise AssertionError("a deny-all gate never allows, so there is nothing to commit")
+
+    def revert(self, decision: Decision) -> None:
+        raise AssertionError("a deny-all gate never allows, so there is nothing to revert")
 
     def describe(self) -> dict[str, Any]:
         state = "mismatch" if self.code is ErrorCode.POLICY_MISMATCH else "none"
@@ -67,6 +74,9 @@ class InsecureAllowAllGate:
         )
 
     def commit(self, decision: Decision) -> None:
+        return None
+
+    def revert(self, decision: Decision) -> None:
         return None
 
     def describe(self) -> dict[str, Any]:
