@@ -39,7 +39,7 @@ class TimelineLayer:
 @dataclass
 class FlowResult:
     handshake: float  # seconds from QEMU start to hello answered
-    first_output: float  # seconds from QEMU start to the container's first output byte
+    first_output: float | None  # seconds from QEMU start to the first output byte
     stages: list[Stage]  # host stages only, unless the image stamps its own (timeline=True)
     runtime: str | None  # the OCI runtime the agent chose (None: an agent that does not say)
 
@@ -57,19 +57,24 @@ def serve_cmdline(layer: TimelineLayer) -> str:
 
 
 def run_flow(
-    start_guest: Callable[..., Guest], layer: TimelineLayer, *, timeline: bool = True
+    start_guest: Callable[..., Guest],
+    layer: TimelineLayer,
+    *,
+    timeline: bool = True,
+    to_output: bool = True,
 ) -> FlowResult:
     """Boot, hand over the policy, mount the layer, run the demo container to its first
-    output byte. `timeline`: the image stamps its stages (False for an image from before)."""
+    output byte. `timeline`: the image stamps its stages (False for an image from before);
+    `to_output`: False stops after the handshake (an agent that cannot read today's policy)."""
     guest = start_guest(cmdline=serve_cmdline(layer), disks=[Disk(layer.path, serial="layer0")])
     try:
-        return _drive(guest, layer, timeline)
+        return _drive(guest, layer, timeline, to_output)
     except BaseException:
         print(guest.console()[-6000:])
         raise
 
 
-def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
+def _drive(guest: Guest, layer: TimelineLayer, timeline: bool, to_output: bool) -> FlowResult:
     t0 = guest.started_at
     with ConsoleStamps(guest.console_log, t0) as stamps:
         sock = guest.connect_channel()
@@ -86,6 +91,11 @@ def _drive(guest: Guest, layer: TimelineLayer, timeline: bool) -> FlowResult:
             return result
 
         step("handshake (hello)", client.hello)
+        if not to_output:
+            client.close()
+            handshake = steps[0]
+            stages = [Stage("agent listening, seen by the host", 0.0, seen), handshake]
+            return FlowResult(handshake.end, None, stages, None)
         step("policy adoption (report, HOST_DATA)", lambda: _set_policy(client, layer))
         step(
             "layer mount (dm-verity)",
