@@ -271,6 +271,8 @@ class Agent:
         # Every request in flight is answered (reads at once, mutations within the grace)
         # before its connection closes.
         await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
+        if self.kata is not None:
+            await self.kata.stop(self.config.shutdown_grace)
         self._stopped.set()
 
     async def release(self) -> None:
