@@ -52,10 +52,10 @@ def test_kata_over_a_serial_port_and_shutdown(tmp_path: Path) -> None:
         checked = health_pb2.HealthCheckResponse()
         checked.ParseFromString(response.payload)
         assert checked.status == health_pb2.HealthCheckResponse.SERVING
-        assert agent.kata is not None and len(agent.kata.connections) == 1
+        assert len(agent.kata_connections) == 1
         agent.request_shutdown()
         await asyncio.wait_for(serving, 20)
-        assert not agent.kata.connections
+        assert not agent.kata_connections
 
     try:
         asyncio.run(main())

@@ -146,3 +146,32 @@ def test_get_json_says_simulated(milan_state, capsys):
 def test_sim_options_need_the_sim_backend(milan_state, capsys):
     assert main(["report", "get", "--sim-state", str(milan_state)]) == 2
     assert main(["report", "get", "--backend", "auto", "--sim-host-data", "00" * 32]) == 2
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        ["--sim-kernel", "K"],  # a launch names all four
+        ["--sim-ovmf", "F", "--sim-kernel", "K", "--sim-initrd", "I"],
+        ["--sim-ovmf", "F", "--sim-kernel", "K", "--sim-initrd", "I", "--sim-append", "x",
+         "--sim-measurement", "00" * 48],  # two launches
+    ],
+)  # fmt: skip
+def test_sim_launch_as_an_image_needs_the_whole_image(milan_state, launch, capsys):
+    get = ["report", "get", "--backend", "sim", "--sim-state", str(milan_state)]
+    assert main([*get, *launch]) == 2
+    err = capsys.readouterr().err
+    assert "--sim-ovmf, --sim-kernel, --sim-initrd and --sim-append" in err or "choose one" in err
+
+
+def test_sim_launch_refuses_a_firmware_that_cannot_measure(milan_state, tmp_path, capsys):
+    pytest.importorskip("sevsnpmeasure", reason="the optional extra `measure` is not installed")
+    files = {name: tmp_path / name for name in ("ovmf", "kernel", "initrd")}
+    for name, path in files.items():
+        path.write_bytes(name.encode() * 4096)
+    get = ["report", "get", "--backend", "sim", "--sim-state", str(milan_state)]
+    launch = [arg for name, path in files.items() for arg in (f"--sim-{name}", str(path))]
+    assert main([*get, *launch, "--sim-append", "console=ttyS0"]) == 2
+    assert "no SNP_KERNEL_HASHES section" in capsys.readouterr().err
+    assert main([*get, *launch[:-1], str(tmp_path / "absent"), "--sim-append", "x"]) == 2
+    assert "--sim-initrd: no such file" in capsys.readouterr().err
