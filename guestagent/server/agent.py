@@ -125,6 +125,15 @@ class Agent:
                 code=ErrorCode.TAINTED,
             )
 
+    def _read_policy_file(self) -> bytes:
+        path = self.config.policy_file
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise AgentError(
+                f"cannot read --policy {path}: {exc.strerror}", code=ErrorCode.INVALID_ARGUMENT
+            ) from None
+
     def taint(self, why: str) -> None:
         self.tainted = self.tainted or why
         log.error("tainted: refusing all further changes", extra={"why": why})
@@ -136,10 +145,12 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        policy_bytes = self._read_policy_file() if self.config.policy_file else None
+        if not self.state_dir.is_dir():
+            log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._open_snp()
-        if self.config.policy_file:
-            policy_bytes = Path(self.config.policy_file).read_bytes()
+        if policy_bytes is not None:
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
