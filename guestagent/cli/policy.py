@@ -11,7 +11,8 @@ from typing import Any
 from guestagent.errors import AgentError
 from guestagent.policy.document import Policy, parse_policy
 from guestagent.policy.measure import Measurement, measure
-from guestagent.policy.summary import format_summary, summarize
+from guestagent.policy.summary import summarize
+from guestagent.policy.summary_text import format_summary
 from guestagent.policy.trace import parse_trace, replay
 
 __all__ = ["register"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from guestagent.policy.summary import format_summary
+from guestagent.policy.summary_text import format_summary
 from guestagent.snp.report import parse_report
 from guestagent.snp.show import format_report
 

