@@ -92,19 +92,61 @@ def _guard(func: Any) -> Any:
     return run
 
 
-def _gen(args: argparse.Namespace) -> int:
-    from guestagent.cli.policygen import generate_policy
-
-    layers_dir = args.layers_dir or str(Path(args.output).resolve().parent / "layers")
+def _exec_argv(text: str) -> tuple[str | None, list[str]]:
+    """`--exec '[argv...]'` (every container) or `--exec 'NAME=[argv...]'` (one)."""
+    name, json_text = (None, text) if text.lstrip().startswith("[") else text.split("=", 1)
     try:
-        document = generate_policy(
-            args.layouts, layers_dir, user=args.user, allow_stdio=args.allow_stdio
+        argv = json.loads(json_text)
+    except json.JSONDecodeError as exc:
+        raise _Unreadable(f"--exec {text!r}: not a JSON list of strings ({exc.msg})") from None
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise _Unreadable(f"--exec {text!r}: not a JSON list of strings")
+    return name, argv
+
+
+def _gen(args: argparse.Namespace) -> int:
+    from guestagent.cli.policygen import container_spec, exec_process_spec, finish, generate
+
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise _Unreadable(f"-o {args.output}: directory {output.parent} does not exist")
+    execs = [_exec_argv(text) for text in args.exec or []]
+    layers_dir = Path(args.layers_dir or output.resolve().parent / "layers")
+    try:
+        generated = generate(
+            args.layouts,
+            str(layers_dir),
+            names=args.name,
+            manifests=args.manifest,
+            user=args.user,
+            allow_stdio=args.allow_stdio,
         )
     except AgentError as exc:
-        print(f"guestagent policy gen: {exc.message}", file=sys.stderr)
+        print(f"guestagent policy: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
-    Path(args.output).write_bytes(document)
-    print(f"wrote {args.output}; layer images in {layers_dir}")
+    unknown = {n for n, _ in execs if n is not None} - {e["name"] for e in generated.entries}
+    if unknown:
+        raise _Unreadable(f"--exec names no generated container: {sorted(unknown)}")
+    for entry in generated.entries:
+        entry["exec_processes"] = [
+            {"command": argv, "signals": entry["signals"][:1]}
+            for name, argv in execs
+            if name in (None, entry["name"])
+        ]
+    document = finish(generated.entries)
+    output.write_bytes(document)
+    print(f"wrote {output}")
+    for entry in generated.entries:
+        name = entry["name"]
+        spec = output.parent / f"{name}.spec.json"
+        spec.write_text(json.dumps(container_spec(entry), indent=2) + "\n")
+        print(f"  container {json.dumps(name)}: spec {spec}")
+        for number in range(len(entry["exec_processes"])):
+            process = output.parent / f"{name}.exec{number}.json"
+            process.write_text(json.dumps(exec_process_spec(entry, number), indent=2) + "\n")
+            print(f"    exec {number}: process {process}")
+        for number, root in enumerate(entry["layers"]):
+            print(f"    layer {layers_dir / name / f'layer{number}.img'} root {root}")
     print(f"HOST_DATA {measure(document).host_data_hex}")
     return EXIT_OK
 
@@ -128,10 +170,33 @@ def register(subparsers: Any) -> None:
     check.add_argument("--details", action="store_true", help="print each denial's details")
     check.set_defaults(func=_guard(_check))
 
-    gen = commands.add_parser("gen", help="container entries from OCI image layouts")
+    gen = commands.add_parser(
+        "gen",
+        help="a policy, and the OCI specs it accepts, from OCI image layouts",
+        description="One container per layout. Writes the policy (-o), and beside it per "
+        "container NAME.spec.json (the create_container spec the policy accepts) and "
+        "NAME.execN.json (the exec_process process of each --exec); layer images go to "
+        "--layers-dir/NAME/layerN.img.",
+    )
     gen.add_argument("layouts", nargs="+", metavar="LAYOUT", help="an OCI image layout dir")
     gen.add_argument("-o", "--output", required=True, help="where to write the policy")
     gen.add_argument("--layers-dir", help="where to build the layer images (default: beside)")
+    gen.add_argument(
+        "--name", action="append", help="container name, per layout in order (default: dir)"
+    )
+    gen.add_argument(
+        "--manifest",
+        action="append",
+        metavar="REF|OS/ARCH|DIGEST",
+        help="which manifest of a layout's index, per layout in order (needed when several)",
+    )
     gen.add_argument("--user", help="uid[:gid] when the image names a user")
     gen.add_argument("--allow-stdio", action="store_true", help="forward the workload's stdio")
-    gen.set_defaults(func=_gen)
+    gen.add_argument(
+        "--exec",
+        action="append",
+        metavar="[NAME=]JSON",
+        help='an argv the host may exec, e.g. \'["/bin/cat", "/etc/motd"]\' (every container) '
+        "or 'web=[...]' (one)",
+    )
+    gen.set_defaults(func=_guard(_gen))

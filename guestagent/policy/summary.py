@@ -9,7 +9,6 @@ list, so a name or argument holding terminal escapes cannot rewrite what the aud
 from __future__ import annotations
 
 import json
-import signal
 from typing import Any
 
 from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES
@@ -37,6 +36,14 @@ DANGEROUS_CAPABILITIES = {
     "CAP_MAC_OVERRIDE": "overrides mandatory access control",
     "CAP_SYSLOG": "reads the kernel log and kernel addresses",
 }
+
+
+# Linux x86-64/arm64 signals 1..31, in order; 32 and 33 belong to the C library.
+_SIGNAL_NAMES = (
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+)  # fmt: skip
 
 
 def printable(text: str) -> str:
@@ -78,10 +85,10 @@ def catch_all(rule: EnvRule) -> str | None:
 
 
 def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:  # real-time signals have no name of their own
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    """The kernel's name for a Linux signal number (pure: no `signal` import here)."""
+    if 1 <= number <= len(_SIGNAL_NAMES):
+        return "SIG" + _SIGNAL_NAMES[number - 1]
+    return f"SIGRTMIN+{number - 34}" if number >= 34 else f"signal {number}"
 
 
 def _capability_risks(sets: dict[str, list[str]]) -> list[str]:
