@@ -6,14 +6,20 @@ policy author is told exactly where the document is wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode
 
-__all__ = ["REQUIRED", "Obj", "PolicyFormatError", "expect_int", "expect_str"]
+__all__ = ["ARGV_CONTROLS", "REQUIRED", "Obj", "PolicyFormatError", "expect_int", "expect_str"]
 
 REQUIRED: Any = object()
+
+# C0, DEL and C1: nothing a name, path, argument or rule needs, and what makes a policy read
+# differently on a terminal or in a log than what it says.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ARGV_CONTROLS = "\t\n"  # multi-line shell scripts in argv (`sh -c`) are common in pod specs
 
 
 class PolicyFormatError(AgentError):
@@ -31,15 +37,25 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def expect_str(value: Any, path: str, *, max_len: int = 4096, allow_empty: bool = True) -> str:
+def expect_str(
+    value: Any,
+    path: str,
+    *,
+    max_len: int = 4096,
+    allow_empty: bool = True,
+    controls: str = "",
+) -> str:
+    """A string; control characters are refused except those in `controls`."""
     if not isinstance(value, str):
         raise PolicyFormatError(path, f"expected a string, got {_type_name(value)}")
     if len(value) > max_len:
         raise PolicyFormatError(path, f"string longer than {max_len} characters")
     if not allow_empty and not value:
         raise PolicyFormatError(path, "must not be empty")
-    if "\x00" in value:
-        raise PolicyFormatError(path, "must not contain NUL")
+    for found in _CONTROL.finditer(value):
+        if found.group() not in controls:
+            where = f"U+{ord(found.group()):04X} at offset {found.start()}"
+            raise PolicyFormatError(path, f"must not contain control characters ({where})")
     return value
 
 

@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from guestagent.policy._reader import Obj, PolicyFormatError, expect_int, expect_str
-from guestagent.policy.patterns import MAX_INPUT_LENGTH, Pattern, compile_pattern
+from guestagent.capabilities import ALL_CAPABILITIES
+from guestagent.policy._reader import (
+    ARGV_CONTROLS,
+    Obj,
+    PolicyFormatError,
+    expect_int,
+    expect_str,
+)
+from guestagent.policy.patterns import Pattern, PatternSet, compile_pattern
 
 __all__ = [
     "CAPABILITY_SETS",
@@ -28,8 +35,6 @@ __all__ = [
 
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_CAP_NAME = re.compile(r"CAP_[A-Z_]{1,32}")
-_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
 MAX_SIGNAL = 64
 
 
@@ -50,11 +55,11 @@ class EnvRule:
 
 @dataclass(frozen=True, slots=True)
 class EnvMatcher:
-    """A process's env rules as one set lookup plus one combined anchored regex (hot path)."""
+    """A process's env rules as one set lookup plus one RE2 set of its regex rules (hot path)."""
 
     rules: tuple[EnvRule, ...]
     exact: frozenset[str]
-    combined: re.Pattern[str] | None  # None: no regex rules, or they could not be combined
+    combined: PatternSet | None  # None: no regex rules
     regex_rules: tuple[EnvRule, ...]
     required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
     required_exact: tuple[str, ...] = ()  # the patterns of the required `string` rules
@@ -64,13 +69,7 @@ class EnvMatcher:
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
         exact = frozenset(r.pattern for r in rules if r.compiled is None)
         regex_rules = tuple(r for r in rules if r.compiled is not None)
-        combined = None
-        # Combining shifts group numbers, so patterns with backreferences are matched singly.
-        if regex_rules and not any(_BACKREF.search(r.pattern) for r in regex_rules):
-            try:
-                combined = re.compile("|".join(f"(?:{r.pattern})" for r in regex_rules))
-            except re.error:  # e.g. inline flags that must lead the pattern
-                combined = None
+        combined = PatternSet([r.pattern for r in regex_rules]) if regex_rules else None
         required = tuple(r for r in rules if r.required)
         return cls(
             rules,
@@ -85,11 +84,7 @@ class EnvMatcher:
     def allows(self, var: str) -> bool:
         if var in self.exact:
             return True
-        if len(var) > MAX_INPUT_LENGTH:
-            return False
-        if self.combined is not None:
-            return self.combined.fullmatch(var) is not None
-        return any(rule.matches(var) for rule in self.regex_rules)
+        return self.combined is not None and self.combined.any(var)
 
     def required_present(self, env: Sequence[str]) -> bool:
         """True if every required rule is a `string` rule whose pattern is in `env`."""
@@ -104,10 +99,10 @@ class EnvMatcher:
         """all(map(self.allows, env)), inlined: this runs per request."""
         exact, combined = self.exact, self.combined
         if combined is None:
-            return all(map(self.allows, env))
-        fullmatch = combined.fullmatch
-        for var in env:
-            if var not in exact and (len(var) > MAX_INPUT_LENGTH or fullmatch(var) is None):
+            return exact.issuperset(env)
+        matches = combined.any
+        for var in env:  # noqa: SIM110 - a loop costs less than all(genexpr)
+            if var not in exact and not matches(var):
                 return False
         return True
 
@@ -280,8 +275,8 @@ def _capabilities(value: Any, path: str) -> CapabilitySets | None:
     for name in CAPABILITY_SETS:
         caps = obj.str_list(name, max_items=64)
         for i, cap in enumerate(caps):
-            if not _CAP_NAME.fullmatch(cap):
-                raise PolicyFormatError(f"{obj.at(name)}[{i}]", f"not a capability name: {cap!r}")
+            if cap not in ALL_CAPABILITIES:
+                raise PolicyFormatError(f"{obj.at(name)}[{i}]", f"unknown capability {cap!r}")
         sets[name] = frozenset(caps)
     return CapabilitySets(**sets)
 
@@ -304,7 +299,7 @@ def _signals(obj: Obj, key: str) -> frozenset[int]:
 
 
 def _command(obj: Obj) -> tuple[str, ...]:
-    command = obj.str_list("command", max_items=256)
+    command = obj.str_list("command", max_items=256, controls=ARGV_CONTROLS)
     if not command:
         raise PolicyFormatError(obj.at("command"), "must not be empty")
     return command
@@ -329,7 +324,9 @@ def _layers(obj: Obj) -> tuple[str, ...]:
 
 def _sysctls(value: Any, path: str) -> Mapping[str, str]:
     obj = Obj(value, path, set(value) if isinstance(value, dict) else set())
-    return MappingProxyType({k: expect_str(v, obj.at(k)) for k, v in obj.value.items()})
+    return MappingProxyType(
+        {expect_str(k, obj.at(k)): expect_str(v, obj.at(k)) for k, v in obj.value.items()}
+    )
 
 
 def parse_container(value: Any, path: str) -> Container:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from guestagent.policy._reader import Obj, PolicyFormatError
+from guestagent.policy._reader import ARGV_CONTROLS, Obj, PolicyFormatError
 from guestagent.policy.containers import (
     CAPABILITY_SETS,
     CapabilitySets,
@@ -176,7 +176,7 @@ def decode_json(raw: bytes) -> Any:
 
 def _parse_external(value: Any, path: str) -> ExternalProcess:
     obj = Obj(value, path, {"command", "env_rules", "working_dir", "allow_stdio_access"})
-    command = obj.str_list("command", allow_empty=True)
+    command = obj.str_list("command", allow_empty=True, controls=ARGV_CONTROLS)
     if not command:
         raise PolicyFormatError(obj.at("command"), "must not be empty")
     return ExternalProcess(

@@ -1,30 +1,76 @@
-"""Policy regular expressions: anchored full matches, compiled once, bounded in size.
+"""Policy regular expressions: RE2 syntax and semantics, anchored full matches, compiled once.
 
-Python's `re` backtracks, so a hostile or careless pattern can take exponential time. Three
-bounds keep matching cheap: patterns are at most MAX_PATTERN_LENGTH characters; a pattern
-whose repeated group itself contains an unbounded repeat (`(a+)+`, `(.*)*`, `(a|aa)*`-style
-nesting) is refused at load time; and inputs longer than MAX_INPUT_LENGTH never match.
+RE2 (google-re2) matches in time linear in the input, so no pattern a policy can hold makes
+a request slow: there is no backtracking to guard against. Its classes are ASCII (`\\d` is
+[0-9], never an Arabic-Indic or fullwidth digit), and it refuses what it cannot match in
+linear time (backreferences, look-around) when the policy loads, with RE2's own message.
+
+Matching goes through an RE2 full-match Set (one anchored automaton): the one public call of
+the binding that neither builds match objects nor maps offsets back, so it costs about a
+microsecond. Two bounds remain, to keep the automata and each call small: patterns are at
+most MAX_PATTERN_LENGTH characters, and inputs longer than MAX_INPUT_LENGTH never match.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-try:  # the parser behind `re`; named sre_parse before 3.11
-    import re._parser as _sre_parse  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older interpreters
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+import re2
 
 from guestagent.policy._reader import PolicyFormatError
 
-__all__ = ["MAX_INPUT_LENGTH", "MAX_PATTERN_LENGTH", "Pattern", "compile_pattern"]
+__all__ = [
+    "MAX_INPUT_LENGTH",
+    "MAX_PATTERN_LENGTH",
+    "Pattern",
+    "PatternSet",
+    "compile_pattern",
+]
 
 MAX_PATTERN_LENGTH = 1024
 MAX_INPUT_LENGTH = 32768
 
-_REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT}
-_UNBOUNDED = _sre_parse.MAXREPEAT
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.never_capture = True  # only "does it match" is asked: no submatch tracking
+    options.log_errors = False  # a bad pattern is reported as a PolicyFormatError instead
+    return options
+
+
+_OPTIONS = _options()
+
+
+class PatternSet:
+    """Patterns matched together: `match(text)` gives the indices of those that full-match."""
+
+    __slots__ = ("_set", "sources")
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        self.sources = tuple(sources)
+        self._set = re2.Set.FullMatchSet(_OPTIONS)
+        for source in self.sources:
+            self._set.Add(source)
+        self._set.Compile()
+
+    def match(self, text: str) -> list[int]:
+        """Indices of the full-matching patterns; none for an overlong or unencodable input
+        (a lone surrogate has no UTF-8 form), or if RE2 gives up (its DFA out of memory)."""
+        if len(text) > MAX_INPUT_LENGTH:
+            return []
+        try:
+            return self._set.Match(text) or []
+        except UnicodeEncodeError:
+            return []
+
+    def any(self, text: str) -> bool:
+        if len(text) > MAX_INPUT_LENGTH:
+            return False
+        try:
+            return self._set.Match(text) is not None
+        except UnicodeEncodeError:
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,67 +78,25 @@ class Pattern:
     """A compiled, anchored pattern; `source` is the text the policy gave."""
 
     source: str
-    regex: re.Pattern[str]
+    automaton: PatternSet = field(compare=False, repr=False)
 
     def matches(self, text: str) -> bool:
-        return len(text) <= MAX_INPUT_LENGTH and self.regex.fullmatch(text) is not None
+        return self.automaton.any(text)
 
 
-def _children(av: object) -> list[object]:
-    """The sub-pattern lists inside one parsed opcode argument."""
-    found: list[object] = []
-    stack = [av]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _sre_parse.SubPattern):
-            found.append(item)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return found
-
-
-def _has_unbounded_repeat(sub: object) -> bool:
-    for op, av in sub:  # type: ignore[attr-defined]
-        if op in _REPEATS and av[1] == _UNBOUNDED:
-            return True
-        if any(_has_unbounded_repeat(child) for child in _children(av)):
-            return True
-    return False
-
-
-def _nested_repeat(sub: object) -> bool:
-    """True if a repeat (with max > 1) wraps a body that holds an unbounded repeat."""
-    for op, av in sub:  # type: ignore[attr-defined]
-        if op in _REPEATS and av[1] > 1 and _has_unbounded_repeat(av[2]):
-            return True
-        if op in _REPEATS and av[1] > 1 and _alternation_in(av[2]) and av[1] == _UNBOUNDED:
-            return True
-        if any(_nested_repeat(child) for child in _children(av)):
-            return True
-    return False
-
-
-def _alternation_in(sub: object) -> bool:
-    """An unbounded repeat over an alternation (`(a|ab)*`) can also blow up: refuse it."""
-    for op, av in sub:  # type: ignore[attr-defined]
-        if op == _sre_parse.BRANCH:
-            return True
-        if op == _sre_parse.SUBPATTERN and _alternation_in(av[-1]):
-            return True
-    return False
+def check_syntax(source: str, path: str) -> None:
+    """Raise PolicyFormatError naming `path` unless `source` is a valid RE2 pattern."""
+    if len(source) > MAX_PATTERN_LENGTH:
+        raise PolicyFormatError(path, f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        re2.compile(source, _OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0] if exc.args else ""
+        why = why.decode(errors="replace") if isinstance(why, bytes) else str(why)
+        raise PolicyFormatError(path, f"invalid regular expression (RE2): {why}") from None
 
 
 def compile_pattern(source: str, path: str) -> Pattern:
     """Compile `source` for full matching, or raise PolicyFormatError naming `path`."""
-    if len(source) > MAX_PATTERN_LENGTH:
-        raise PolicyFormatError(path, f"pattern longer than {MAX_PATTERN_LENGTH} characters")
-    try:
-        parsed = _sre_parse.parse(source)
-        regex = re.compile(source)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise PolicyFormatError(path, f"invalid regular expression: {exc}") from None
-    if _nested_repeat(parsed):
-        raise PolicyFormatError(
-            path, "nested repetition (such as (a+)+ or (a|b)*) risks catastrophic backtracking"
-        )
-    return Pattern(source, regex)
+    check_syntax(source, path)
+    return Pattern(source, PatternSet((source,)))

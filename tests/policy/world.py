@@ -35,6 +35,9 @@ WEB = {
     "env_rules": [
         {"pattern": PATH, "strategy": "string", "required": True},
         {"pattern": "PORT=[0-9]{1,5}", "strategy": "re2", "required": False},
+        # RE2 semantics: \d is ASCII only, and a nested pattern matches in linear time.
+        {"pattern": "WORKERS=\\d{1,3}", "strategy": "re2", "required": False},
+        {"pattern": "CSV=.*,.*,.*,.*;", "strategy": "re2", "required": False},
     ],
     "working_dir": "/app",
     "user": {"uid": 1000, "gid": 1000, "additional_gids": [10]},

@@ -45,6 +45,11 @@ FILL_MOUNT = {
     "options": ["nosuid", "nodev", "size=1m"],
 }
 PATH_RULE = {"pattern": assets.PATH, "strategy": "string", "required": True}
+# RE2 rules the security regressions aim at: \d is ASCII only; a nested repeat is linear.
+RE2_RULES = [
+    {"pattern": "PORT=\\d{2,5}", "strategy": "re2", "required": False},
+    {"pattern": "FOO=.*,.*,.*,.*;", "strategy": "re2", "required": False},
+]
 
 
 @dataclass
@@ -95,7 +100,7 @@ def reliability_policy(base_hash: str, extra_hash: str) -> bytes:
     demo = json.loads(assets.demo_policy([base_hash]))
     containers = [
         *demo["containers"],
-        _container("true", TRUE_COMMAND, [base_hash]),
+        _container("true", TRUE_COMMAND, [base_hash], env_rules=[PATH_RULE, *RE2_RULES]),
         _container("sleeper", SLEEP_COMMAND, [base_hash], signals=[15]),
         _container(
             "filler", FILL_COMMAND, [base_hash], mounts=[FILL_MOUNT], allow_stdio_access=True
