@@ -11,9 +11,9 @@ from typing import Any
 from guestagent.errors import AgentError
 from guestagent.policy.document import Policy, parse_policy
 from guestagent.policy.measure import Measurement, measure
-from guestagent.policy.summary import summarize
+from guestagent.policy.summary import printable, summarize
 from guestagent.policy.summary_text import format_summary
-from guestagent.policy.trace import parse_trace, replay
+from guestagent.policy.trace import replay
 
 __all__ = ["register"]
 
@@ -61,24 +61,38 @@ def _line(number: int, decision: Any) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from guestagent.server.trace import load_trace
+
     _, policy = _load(args.policy)
     try:
         text = Path(args.trace).read_text(encoding="utf-8")
-        trace = parse_trace(text)
+        trace = load_trace(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise _Unreadable(f"cannot read {args.trace}: {exc}") from None
     except AgentError as exc:
         raise _Unreadable(f"{args.trace}: {exc.message}") from None
-    decisions = replay(policy, trace)
-    denied = 0
-    for number, decision in enumerate(decisions, 1):
-        print(_line(number, decision))
+    decisions = replay(policy, [(point, request) for point, request, _ in trace])
+    denied = differ = 0
+    for number, (decision, (_, _, recorded)) in enumerate(zip(decisions, trace, strict=True), 1):
+        line = _line(number, decision)
+        if recorded is not None and recorded["allowed"] != decision.allowed:
+            differ += 1
+            line += f"  (DIFFERS: the agent {'allowed' if recorded['allowed'] else 'denied'} it)"
+        print(printable(line))
         if not decision.allowed:
             denied += 1
             if args.details:
-                print("       " + json.dumps(dict(decision.details), sort_keys=True))
-    print(f"{len(decisions)} requests, {len(decisions) - denied} allowed, {denied} denied")
-    return EXIT_FAILED if denied else EXIT_OK
+                print(printable("       " + json.dumps(dict(decision.details), sort_keys=True)))
+    recorded_count = sum(1 for _, _, r in trace if r is not None)
+    summary = f"{len(decisions)} requests, {len(decisions) - denied} allowed, {denied} denied"
+    if recorded_count:
+        summary += (
+            f"; {differ} of {recorded_count} differ from the recorded decisions"
+            if differ
+            else f"; all {recorded_count} recorded decisions reproduced"
+        )
+    print(summary)
+    return EXIT_FAILED if denied or differ else EXIT_OK
 
 
 def _guard(func: Any) -> Any:
@@ -166,7 +180,11 @@ def register(subparsers: Any) -> None:
 
     check = commands.add_parser("check", help="replay a recorded request trace offline")
     check.add_argument("policy", help="a JSON policy or an initdata TOML wrapping one")
-    check.add_argument("--trace", required=True, help="JSON lines of {point, input}")
+    check.add_argument(
+        "--trace",
+        required=True,
+        help="JSON lines of {point, input or oci[, decision]}, as `serve --trace` writes",
+    )
     check.add_argument("--details", action="store_true", help="print each denial's details")
     check.set_defaults(func=_guard(_check))
 

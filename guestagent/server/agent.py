@@ -16,6 +16,7 @@ import signal
 import time
 import warnings
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,9 @@ from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
 from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
+from guestagent.server.logs import denial_record
 from guestagent.server.ops import all_operations
+from guestagent.server.trace import RequestTrace
 from guestagent.snp import SnpBackend, open_backend
 from guestagent.snp.sim import SimConfig
 from guestagent.storage.registry import StorageRegistry
@@ -66,6 +69,7 @@ class AgentConfig:
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
+    trace_file: str | None = None  # every decision's request, as `policy check --trace` reads
 
 
 class Agent:
@@ -95,6 +99,7 @@ class Agent:
         self.listeners: list[Listener] = []
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.request_trace = RequestTrace()  # opened in start(): `serve --trace FILE`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         if config.insecure_allow_all:
@@ -104,10 +109,17 @@ class Agent:
             )
 
     # -- policy ------------------------------------------------------------------------------
-    def decide(self, point: str, facts: dict[str, Any]) -> Decision:
+    def decide(
+        self, point: str, facts: dict[str, Any], args: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The gate's decision on `facts`; `args` (the operation's arguments) go to the trace."""
         decision = self.gate.decide(point, facts)
         if self.config.insecure_allow_all:
             log.warning("INSECURE allow", extra={"decision": decision.summary()})
+        elif not decision.allowed:
+            log.warning("denied", extra={"denial": denial_record(decision, facts)})
+        if self.request_trace.active:
+            self.request_trace.record(point, facts, args, decision)
         return decision
 
     def log_decision(self, entry: dict[str, Any]) -> None:
@@ -146,6 +158,9 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         policy_bytes = self._read_policy_file() if self.config.policy_file else None
+        if self.config.trace_file:
+            self.request_trace = RequestTrace(self.config.trace_file)
+            log.warning("tracing every request", extra={"trace": self.config.trace_file})
         if not self.state_dir.is_dir():
             log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -228,6 +243,7 @@ class Agent:
         for connection in list(self.connections):
             connection.close()
         await asyncio.sleep(0)  # let transports flush and report connection_lost
+        self.request_trace.close()
         self._stopped.set()
 
     async def release(self) -> None:

@@ -49,23 +49,27 @@ class Dispatcher:
         return validate_args(operation.args, args)
 
     def run_inline(self, operation: Operation, args: dict[str, Any]) -> Any:
+        if log.isEnabledFor(logging.DEBUG):
+            _log_request(operation, args)
         return operation.effect(self.agent, Call(args, args))
 
     async def run(self, operation: Operation, args: dict[str, Any]) -> Any:
         agent = self.agent
+        if log.isEnabledFor(logging.DEBUG):
+            _log_request(operation, args)
         if operation.point is None:
             return await _call(operation.effect, agent, Call(args, args))
         prepared = Prepared(args)
         if operation.prepare is not None:
             prepared = await _call(operation.prepare, agent, args)
         if not operation.mutating:
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             return await _call(operation.effect, agent, call)
         async with agent.mutation_lock:
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             try:
@@ -76,6 +80,15 @@ class Dispatcher:
                 raise
             agent.gate.commit(decision)
             return result
+
+
+def _log_request(operation: Operation, args: dict[str, Any]) -> None:
+    """One debug line per request: the operation, its container and which arguments came
+    (not their values: a spec's env may hold secrets)."""
+    extra = {"op": operation.name, "point": operation.point, "args": sorted(args)}
+    if isinstance(args.get("container_id"), str):
+        extra["container_id"] = args["container_id"]
+    log.debug("request", extra=extra)
 
 
 async def _call(function: Any, *args: Any) -> Any:

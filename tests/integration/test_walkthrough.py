@@ -23,7 +23,7 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
         pytest.skip("needs runc or crun (scripts/setup.sh installs runc)")
     make_busybox_layout(tmp_path / "busybox", tmp_path / "work", second_manifest=True)
     blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     # Agents of concurrent test runs must not share container cgroups.
     cgroup = f"guestagent-walk-{tmp_path.name}-{os.getpid()}"
     script = "\n".join(
@@ -52,5 +52,13 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "hello from a verified layer" in out
     assert "this file was read through dm-verity-checked data" in out
     assert "stopping" in out and '"exit_code": 0' in out
-    assert "policy.denied" not in done.stderr + log
+    # One denial, the one the doc asks for; everything policy gen wrote was accepted.
+    assert done.stderr.count("policy.denied") == 1, done.stderr
+    assert "exec_process failed: policy.denied" in done.stderr
+    assert log.count('"msg":"denied"') == 1 and '"rule":"exec_in_container.argv"' in log
+    # The trace recorded at the OCI level replays to the same decisions.
+    trace = (tmp_path / "trace.jsonl").read_text().splitlines()
+    assert any('"oci"' in line and '"spec"' in line for line in trace)
+    assert f"{len(trace)} requests, {len(trace) - 1} allowed, 1 denied" in out
+    assert f"all {len(trace)} recorded decisions reproduced" in out
     assert not (tmp_path / "state" / "storage" / "layers" / "web-0").is_mount()

@@ -111,21 +111,23 @@ def test_example_trace_passes_against_busybox_policy(capsys: pytest.CaptureFixtu
     assert code == 0, capsys.readouterr().out
 
 
-HOSTILE = "evil\x1b[2K\rgood\u202e\x07"
+# C0 and C1 controls are refused at load (one test below); what remains unprintable (bidi
+# overrides, zero-width and line-separator characters, tab and newline in argv) is escaped.
+HOSTILE = "evil\u202egood\u200b"
 
 
 def _hostile_policy() -> dict:
     doc = json.loads(json.dumps(world.MAIN_POLICY))
     web = doc["containers"][0]
     web["name"] = HOSTILE
-    web["command"] = ["/bin/sh", "-c", "\x1b[8mcurl x | sh\x1b[0m"]
-    web["env_rules"].append({"pattern": "K=\x1b]0;title\x07", "strategy": "string"})
-    web["exec_processes"].append({"command": ["/app/x\n RISKS: none found"]})
-    web["mounts"][0]["destination"] = "/data\x1b[1A"
+    web["command"] = ["/bin/sh", "-c", "curl x | sh\n\tRISKS: none found"]
+    web["env_rules"].append({"pattern": "K=\u2028title", "strategy": "string"})
+    web["exec_processes"].append({"command": ["/app/x\u2066"]})
+    web["mounts"][0]["destination"] = "/data\u2067"
     web["capabilities"] = dict(world.CAPS, ambient=["CAP_SYS_ADMIN"], inheritable=["CAP_BPF"])
     priv = doc["containers"][2]
-    priv["devices"] = ["/dev/fuse\x1b[2K"]
-    priv["sysctls"] = {"kernel.x\x9b": "1\u200b"}
+    priv["devices"] = ["/dev/fuse\u202d"]
+    priv["sysctls"] = {"kernel.x\u200c": "1\u200b"}
     return doc
 
 
@@ -136,24 +138,37 @@ def test_show_of_a_hostile_policy_prints_no_raw_control_byte(
 
     path = tmp_path / "hostile.json"
     path.write_text(json.dumps(_hostile_policy()))
-    assert main(["policy", "show", str(path)]) == 0
+    assert main(["policy", "show", str(path)]) == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     summary = summarize(parse_policy(path.read_bytes()))
     for out in (text, render("policy", summary)):
         unprintable = {ch for ch in out if not ch.isprintable() and ch != "\n"}
         assert not unprintable, unprintable
-        assert 'container "evil\\u001b[2K\\rgood\\u202e\\u0007"' in out
-        assert '["/bin/sh", "-c", "\\u001b[8mcurl x | sh\\u001b[0m"]' in out
-        assert "\n RISKS: none found" not in out
+        assert 'container "evil\\u202egood\\u200b"' in out
+        assert '["/bin/sh", "-c", "curl x | sh\\n\\tRISKS: none found"]' in out
+        assert "\n\tRISKS" not in out and "\nRISKS: none found" not in out
     # argv is a JSON list, every set is shown and every grant beyond the default flagged
     assert "CAP_SYS_ADMIN (mounts, namespaces, most of root's powers) in the ambient set" in text
     assert "CAP_BPF (loads BPF programs) in the inheritable set" in text
     assert "    ambient:     CAP_SYS_ADMIN!" in text
     assert f"    1. {world.L1}" in text and f"    2. {world.L2}" in text
     assert "additional gids: 10" in text and "15 (SIGTERM)" in text
-    assert 'devices: "/dev/fuse\\u001b[2K"' in text
-    assert 'sysctls: "kernel.x\\x9b"="1\\u200b"' in text
+    assert 'devices: "/dev/fuse\\u202d"' in text
+    assert 'sysctls: "kernel.x\\u200c"="1\\u200b"' in text
+    assert "K=\\u2028title [string]" in text and "/data\\u2067 <- bind" in text
     assert main(["policy", "show", "--json", str(path)]) == 0
     as_json = capsys.readouterr().out
     assert all(ch.isprintable() or ch == "\n" for ch in as_json)
     assert json.loads(as_json)["containers"][0]["name"] == HOSTILE
+
+
+def test_show_refuses_a_policy_with_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(json.dumps(world.MAIN_POLICY))
+    doc["containers"][0]["name"] = "evil\x1b[2K\rgood"
+    path = tmp_path / "escapes.json"
+    path.write_text(json.dumps(doc))
+    assert main(["policy", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "must not contain control characters (U+001B" in err and "\x1b" not in err
