@@ -182,6 +182,14 @@ def _metrics(r: dict[str, Any]) -> str:
     )
 
 
+def _trace(r: dict[str, Any]) -> str:
+    # The JSON lines themselves (ASCII: json.dumps escapes the rest), ready for
+    # `guestagent policy check --trace`; a note only when there are none.
+    if r["lines"]:
+        return "\n".join(cell(line, 1 << 20) for line in r["lines"])
+    return "(tracing: no decision yet)" if r["tracing"] else "(not tracing: `trace start`)"
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": _status,
     "policy": lambda r: format_summary(r).rstrip("\n"),
@@ -192,6 +200,7 @@ _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "network": _network,
     "decisions": _decisions,
     "metrics": _metrics,
+    "trace": _trace,
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +90,10 @@ class ConsoleServer:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- what Connection and Dispatcher read from their host -------------------------------
-    def decide(self, point: str, facts: dict[str, Any]) -> Decision:
-        return self.view.decide(point, facts)
+    def decide(
+        self, point: str, facts: dict[str, Any], args: Mapping[str, Any] | None = None
+    ) -> Decision:
+        return self.view.decide(point, facts)  # a console input is `{}`: nothing more to trace
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

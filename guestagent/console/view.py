@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from guestagent.containers.manager import ContainerManager
     from guestagent.policy.decision import Decision
     from guestagent.policy.gate import Gate
+    from guestagent.server.trace import RequestTrace
     from guestagent.snp.backend import SnpBackend
 
 __all__ = ["AgentView"]
@@ -38,6 +39,11 @@ class AgentView(Protocol):
 
     @property
     def containers(self) -> ContainerManager | None: ...
+
+    @property
+    def request_trace(self) -> RequestTrace:
+        """The agent's trace of decisions; the console's `trace` command records into it."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """At least `version`, `pid`, `uptime_seconds`, `connections`; `requests` if counted."""

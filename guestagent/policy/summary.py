@@ -216,6 +216,8 @@ def _global_risks(policy: Policy) -> list[str]:
     if policy.debug_console.enabled:
         commands = ", ".join(sorted(policy.debug_console.commands)) or "none"
         risks.append(f"debug console enabled (commands: {commands})")
+        if "trace" in policy.debug_console.commands:
+            risks.append("the console may export request traces (env values included)")
     if policy.allow_dump_stacks:
         risks.append("stack dumps allowed")
     if policy.allow_runtime_logging:

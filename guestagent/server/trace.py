@@ -104,6 +104,10 @@ class RequestTrace:
         if self._memory is not None and len(self._memory) < MAX_MEMORY_LINES:
             self._memory.append(line)
 
+    @property
+    def recording_to_memory(self) -> bool:
+        return self._memory is not None
+
     def start_memory(self) -> None:
         self._memory = []
 
