@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ def _load(path: str) -> tuple[Measurement, Policy]:
 
 def _hash(args: argparse.Namespace) -> int:
     measurement, _ = _load(args.file)
-    print(measurement.host_data_hex)
+    # QEMU's sev-snp-guest object takes HOST_DATA as base64: host-data=...
+    qemu = base64.b64encode(measurement.host_data).decode()
+    print(qemu if args.qemu else measurement.host_data_hex)
     if measurement.format == "initdata":
         print(f"(initdata, {measurement.algorithm}: {measurement.digest.hex()})", file=sys.stderr)
     return EXIT_OK
@@ -52,6 +55,27 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         sys.stdout.write(format_summary(summary))
+    return EXIT_OK
+
+
+def _initdata(args: argparse.Namespace) -> int:
+    from guestagent.policy.initdata import wrap_initdata
+
+    measurement, _ = _load(args.file)  # a policy the agent would refuse is refused here
+    if measurement.format != "json":
+        raise _Unreadable(f"{args.file} is already an initdata document")
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise _Unreadable(f"-o {args.output}: directory {output.parent} does not exist")
+    try:
+        document = wrap_initdata(measurement.policy_bytes, args.algorithm)
+    except AgentError as exc:
+        raise _Unreadable(f"{args.file}: {exc.message}") from None
+    output.write_bytes(document)
+    wrapped = measure(document)
+    print(f"wrote {output} (initdata, {args.algorithm})")
+    print(f"HOST_DATA {wrapped.host_data_hex}")
+    print(f"host-data={base64.b64encode(wrapped.host_data).decode()}")
     return EXIT_OK
 
 
@@ -171,7 +195,20 @@ def register(subparsers: Any) -> None:
 
     hash_cmd = commands.add_parser("hash", help="print the HOST_DATA value (hex) for a policy")
     hash_cmd.add_argument("file", help="a JSON policy or an initdata TOML wrapping one")
+    hash_cmd.add_argument(
+        "--qemu",
+        action="store_true",
+        help="print it as QEMU's sev-snp-guest host-data= wants it (base64)",
+    )
     hash_cmd.set_defaults(func=_guard(_hash))
+
+    initdata = commands.add_parser(
+        "initdata", help="wrap a JSON policy into an initdata TOML (kata, trustee)"
+    )
+    initdata.add_argument("file", help="a JSON policy")
+    initdata.add_argument("-o", "--output", required=True, help="where to write the TOML")
+    initdata.add_argument("--algorithm", default="sha384", choices=["sha256", "sha384", "sha512"])
+    initdata.set_defaults(func=_guard(_initdata))
 
     show = commands.add_parser("show", help="audit summary: what may run, and risky grants")
     show.add_argument("file", help="a JSON policy or an initdata TOML wrapping one")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,19 @@ def _verify_options(args: argparse.Namespace) -> VerifyOptions:
         allow_debug=args.allow_debug,
         allow_migration_agent=args.allow_migration_agent,
         allow_smt=not args.no_smt,
+        now=_when(args.at) if args.at else None,
     )
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time (`2025-06-01`, `2025-06-01T12:00:00Z`, `...+02:00`); UTC if no zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--at {text!r} is not an ISO 8601 time (e.g. 2025-06-01T12:00:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -220,6 +233,12 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--allow-debug", action="store_true")
     p.add_argument("--allow-migration-agent", action="store_true")
     p.add_argument("--no-smt", action="store_true", help="require SMT disallowed and disabled")
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="check certificate validity as of this ISO 8601 time (an archived report); "
+        "default: now",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run(_cmd_verify))
 

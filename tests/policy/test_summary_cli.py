@@ -172,3 +172,31 @@ def test_show_refuses_a_policy_with_terminal_escapes(
     assert main(["policy", "show", str(path)]) == 2
     err = capsys.readouterr().err
     assert "must not contain control characters (U+001B" in err and "\x1b" not in err
+
+
+def test_initdata_wraps_a_policy_byte_for_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+    import tomllib
+
+    from guestagent.policy.initdata import wrap_initdata
+    from guestagent.policy.measure import measure
+
+    out = tmp_path / "initdata.toml"
+    assert main(["policy", "initdata", str(EXAMPLES / "busybox.json"), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    raw = (EXAMPLES / "busybox.json").read_bytes()
+    toml = tomllib.loads(out.read_text())
+    assert toml["data"]["policy.json"].encode() == raw and toml["algorithm"] == "sha384"
+    host_data = hashlib.sha384(out.read_bytes()).digest()[:32]
+    assert f"HOST_DATA {host_data.hex()}" in printed
+    assert main(["policy", "hash", "--qemu", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == base64.b64encode(host_data).decode()
+    # Bytes a literal TOML string cannot hold still come back unchanged.
+    awkward = json.dumps({"version": 1, "containers": [], "x": "'''\x7f\\"}).encode()
+    assert measure(wrap_initdata(awkward, "sha512")).policy_bytes == awkward
+    assert main(["policy", "initdata", str(out), "-o", str(tmp_path / "again.toml")]) == 2
+    assert "already an initdata document" in capsys.readouterr().err
+    missing = str(tmp_path / "nodir" / "x.toml")
+    assert main(["policy", "initdata", str(EXAMPLES / "busybox.json"), "-o", missing]) == 2
