@@ -205,9 +205,16 @@ def _run(handler):
     return run
 
 
-def _add_sim_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("simulator (only with --backend sim)")
-    group.add_argument("--sim-state", metavar="DIR", help="simulator state directory")
+def _add_sim_options(
+    parser: argparse.ArgumentParser, title: str = "simulator (only with --backend sim)"
+) -> None:
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        "--sim-state",
+        metavar="DIR",
+        required=title.startswith("the simulated chip"),
+        help="simulator state directory (its keys: the same chip across runs)",
+    )
     group.add_argument("--sim-product", choices=[p.value for p in Product])
     group.add_argument("--sim-version", type=int, choices=(2, 3, 5))
     group.add_argument("--sim-measurement", metavar="HEX")
@@ -264,7 +271,13 @@ def register(subparsers: Any) -> None:
 
     _add_verify(sub)
 
-    certs = sub.add_parser("sim-certs", help="write the simulator's VCEK/VLEK, ASK and ARK")
+    certs = sub.add_parser(
+        "sim-certs",
+        help="write the simulator's VCEK/VLEK, ASK and ARK",
+        description="Write the SIMULATED chip's certificates to DIR: vcek.pem/.der (or vlek), "
+        "ask_ark.pem and ark.pem; verify its reports with `report verify --trust-sim-root "
+        "DIR/ark.pem`.",
+    )
     certs.add_argument("-o", "--output", metavar="DIR", required=True)
-    _add_sim_options(certs)
+    _add_sim_options(certs, "the simulated chip (--sim-state is the one `serve --snp sim` used)")
     certs.set_defaults(func=_run(_cmd_sim_certs), backend="sim")

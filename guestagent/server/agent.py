@@ -171,7 +171,7 @@ class Agent:
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
         if self.snp is not None:
-            self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
+            self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
         await self.console.start()
