@@ -26,17 +26,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "containers"))
 
-from container_rootfs import build_busybox_rootfs, host_spec  # noqa: E402
+from container_rootfs import build_busybox_rootfs, bundle_for, host_spec  # noqa: E402
 
 from guestagent.containers.manager import ContainerManager  # noqa: E402
 from guestagent.containers.reaper import Reaper  # noqa: E402
-from guestagent.containers.spec import build_bundle_config  # noqa: E402
 
 
 async def through_manager(manager: ContainerManager, rootfs: Path, cid: str) -> float:
-    config = build_bundle_config(
-        host_spec(["/bin/true"]), {}, str(rootfs), cgroups_path=manager.cgroups_path(cid)
-    )
+    config = bundle_for(host_spec(["/bin/true"]), str(rootfs), manager.cgroups_path(cid))
     began = time.perf_counter()
     await manager.create(cid, config)
     await manager.start(cid)
@@ -88,9 +85,7 @@ async def main(rounds: int) -> None:
         manager = ContainerManager(reaper, work / "state", cgroup_parent="ga-bench")
         baseline_bundle = work / "baseline"
         baseline_bundle.mkdir()
-        config = build_bundle_config(
-            host_spec(["/bin/true"]), {}, str(rootfs), cgroups_path="/ga-bench/baseline"
-        )
+        config = bundle_for(host_spec(["/bin/true"]), str(rootfs), "/ga-bench/baseline")
         (baseline_bundle / "config.json").write_text(json.dumps(config))
         ours, theirs, two_calls = [], [], []
         await through_manager(manager, rootfs, "warmup")  # first-run page cache effects

@@ -130,6 +130,14 @@ def create_request(index: int) -> dict[str, Any]:
         "host_namespaces": [],
         "unsupported_fields": [],
         "umask": None,
+        "hostname": "",
+        "readonly_rootfs": False,
+        "masked_paths": [],
+        "readonly_paths": [],
+        "rlimits": [],
+        "oom_score_adj": None,
+        "resources": {},
+        "device_conflicts": [],
     }
 
 

@@ -69,6 +69,7 @@ class ErrorCode(StrEnum):
     NETWORK = "network.failed"
     # the agent itself
     SHUTTING_DOWN = "agent.shutting_down"
+    MODE_REFUSED = "agent.mode_refused"
     TIMEOUT = "agent.timeout"
     INTERNAL = "internal"
 

@@ -82,6 +82,13 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="directory whose image files may be mounted as layers",
     )
+    parser.add_argument(
+        "--scratch-device",
+        action="append",
+        default=[],
+        metavar="DEV",
+        help="a whole disk the host may ask to hold scratch (dm-crypt over dm-integrity)",
+    )
     parser.add_argument("--runtime", metavar="PATH", help="runc or crun (default: auto-detect)")
     parser.add_argument(
         "--cgroup-parent",
@@ -131,6 +138,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         policy_file=args.policy,
         storage_mode=args.storage_mode,
         layer_dirs=args.layer_dir,
+        scratch_devices=args.scratch_device,
         runtime=args.runtime,
         manage_containers=not args.no_containers,
         cgroup_parent=args.cgroup_parent,

@@ -8,6 +8,7 @@ from typing import Any
 
 from guestagent.capabilities import ALL_CAPABILITIES
 from guestagent.errors import InvalidArgumentError
+from guestagent.runtime_defaults import OOM_SCORE_ADJ_RANGE, RLIMIT_TYPES
 
 __all__ = [
     "KNOWN_CAPABILITIES",
@@ -24,6 +25,9 @@ __all__ = [
     "read_map",
     "read_mounts",
     "read_namespaces",
+    "read_oom_score_adj",
+    "read_resources",
+    "read_rlimits",
     "read_str",
     "read_str_list",
     "read_sysctl",
@@ -84,11 +88,17 @@ def read_str_list(value: Any, path: str) -> list[str]:
 
 
 def read_env(value: Any, path: str) -> list[str]:
+    """NAME=VALUE strings, each name once: with two values for one name, which one the
+    program sees depends on its libc, so a policy could not say what it allows."""
     env = read_str_list(value, path)
+    seen: dict[str, int] = {}
     for i, item in enumerate(env):
         name, sep, _ = item.partition("=")
         if not sep or not _ENV_NAME.fullmatch(name):
             raise _fail(f"{path}[{i}]", "must be NAME=VALUE")
+        if name in seen:
+            raise _fail(f"{path}[{i}]", f"duplicate variable {name} (also {path}[{seen[name]}])")
+        seen[name] = i
     return env
 
 
@@ -204,3 +214,98 @@ def optional_paths(linux: Mapping[str, Any], key: str) -> list[str] | None:
     if key not in linux:
         return None
     return read_str_list(linux[key], f"linux.{key}")
+
+
+U64 = 2**64 - 1
+I64 = 2**63 - 1
+
+
+def read_rlimits(value: Any, path: str) -> list[dict[str, Any]]:
+    """[{type, soft, hard}], each type once, soft <= hard (setrlimit refuses the rest)."""
+    rlimits: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(read_list(value, path)):
+        at = f"{path}[{i}]"
+        item = read_map(raw, at)
+        if set(item) - {"type", "soft", "hard"}:
+            raise _fail(at, "unknown field (want type, soft, hard)")
+        kind = read_str(item.get("type"), f"{at}.type")
+        if kind not in RLIMIT_TYPES:
+            raise _fail(f"{at}.type", f"unknown rlimit {kind!r}")
+        if kind in seen:
+            raise _fail(f"{at}.type", f"{kind} is given twice")
+        seen.add(kind)
+        soft = read_int(item.get("soft"), f"{at}.soft", high=U64)
+        hard = read_int(item.get("hard"), f"{at}.hard", high=U64)
+        if soft > hard:
+            raise _fail(f"{at}.soft", "must not exceed hard")
+        rlimits.append({"type": kind, "soft": soft, "hard": hard})
+    return rlimits
+
+
+def read_oom_score_adj(value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    low, high = OOM_SCORE_ADJ_RANGE
+    return read_int(value, path, low=low, high=high)
+
+
+# linux.resources: the limits the bundle applies: (group, key) -> the integer range.
+_LIMIT_INT = {
+    ("memory", "limit"): (-1, I64),
+    ("memory", "reservation"): (-1, I64),
+    ("memory", "swap"): (-1, I64),
+    ("cpu", "shares"): (0, U64),
+    ("cpu", "quota"): (-1, I64),
+    ("cpu", "period"): (0, U64),
+    ("pids", "limit"): (-1, I64),
+}
+_LIMIT_TEXT = frozenset({("cpu", "cpus"), ("cpu", "mems")})
+_CPU_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+_PAGE_SIZE = re.compile(r"[0-9]{1,4}[KMG]B")
+# Groups read only to judge privilege (devices: the agent writes its own device rules).
+_RESOURCE_GROUPS = frozenset({"memory", "cpu", "pids", "hugepageLimits", "devices"})
+
+
+def _empty(value: Any) -> bool:
+    """An unruled field that asks for nothing (null, false, [] or {})."""
+    return value is None or value is False or value == [] or value == {}
+
+
+def read_resources(value: Any, unsupported: list[str]) -> dict[str, int | str]:
+    """The limits of linux.resources as flat facts ("memory.limit": N, "cpu.cpus": "0-1",
+    "hugepage.2MB": N); any other non-empty field goes to `unsupported`."""
+    resources = read_map(value, "linux.resources")
+    facts: dict[str, int | str] = {}
+    for group, body in resources.items():
+        at = f"linux.resources.{group}"
+        if group not in _RESOURCE_GROUPS:
+            if not _empty(body):
+                unsupported.append(at)
+            continue
+        if group in ("devices", "hugepageLimits"):
+            continue
+        for key, item in read_map(body, at).items():
+            if (group, key) in _LIMIT_INT:
+                if item is not None:
+                    low, high = _LIMIT_INT[group, key]
+                    facts[f"{group}.{key}"] = read_int(item, f"{at}.{key}", low=low, high=high)
+            elif (group, key) in _LIMIT_TEXT:
+                text = read_str(item, f"{at}.{key}")
+                if text and not _CPU_LIST.fullmatch(text):
+                    raise _fail(f"{at}.{key}", "must be a CPU or node list such as 0-3,6")
+                if text:
+                    facts[f"{group}.{key}"] = text
+            elif not _empty(item):
+                unsupported.append(f"{at}.{key}")
+    pages = resources.get("hugepageLimits") or []
+    for i, raw in enumerate(read_list(pages, "linux.resources.hugepageLimits")):
+        at = f"linux.resources.hugepageLimits[{i}]"
+        item = read_map(raw, at)
+        if set(item) - {"pageSize", "limit"}:
+            raise _fail(at, "unknown field (want pageSize, limit)")
+        size = read_str(item.get("pageSize"), f"{at}.pageSize")
+        if not _PAGE_SIZE.fullmatch(size) or f"hugepage.{size}" in facts:
+            raise _fail(f"{at}.pageSize", "must be a page size such as 2MB, each once")
+        facts[f"hugepage.{size}"] = read_int(item.get("limit"), f"{at}.limit", high=U64)
+    return facts

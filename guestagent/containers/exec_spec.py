@@ -16,7 +16,8 @@ from guestagent.containers._specfields import (
     read_str_list,
     read_user,
 )
-from guestagent.containers.spec import PROCESS_FIELDS, PROCESS_UNSUPPORTED
+from guestagent.containers.spec import EXEC_UNSUPPORTED, PROCESS_FIELDS
+from guestagent.containers.spec_defaults import DEFAULT_UMASK
 from guestagent.errors import InvalidArgumentError
 
 __all__ = ["build_exec_process", "exec_input"]
@@ -25,7 +26,7 @@ __all__ = ["build_exec_process", "exec_input"]
 def _parse(process: Any) -> dict[str, Any]:
     process = read_map(process, "process")
     unsupported = check_keys(process, "process", PROCESS_FIELDS)
-    unsupported += [f"process.{k}" for k in PROCESS_UNSUPPORTED if process.get(k)]
+    unsupported += [f"process.{k}" for k in EXEC_UNSUPPORTED if process.get(k)]
     user, user_unsupported = read_user(process.get("user", {}))
     unsupported += user_unsupported
     if unsupported:
@@ -85,6 +86,12 @@ def build_exec_process(process: Mapping[str, Any], decision_data: Mapping[str, A
         else read_capabilities(caps, "decision.capabilities"),
         "noNewPrivileges": parsed["no_new_privileges"],
     }
-    if "umask" in user:
-        built["user"]["umask"] = user["umask"]
+    # The container's umask (the policy's); an exec stating another one is refused below.
+    umask = decision_data.get("umask", DEFAULT_UMASK)
+    if user.get("umask", umask) != umask:
+        raise InvalidArgumentError(
+            f"exec process umask {user['umask']:04o} differs from the container's {umask:04o}",
+            details={"path": "process.user.umask"},
+        )
+    built["user"]["umask"] = umask
     return built

@@ -17,9 +17,10 @@ those of any orphan in the guest) only reach us through `waitpid`. A `waitpid(-1
   kept in a bounded "unclaimed" table. `watch(pid)` takes such a status only if `pid` is not
   alive now (an unclaimed entry for a pid that is alive again belongs to an older process with
   the same number, and is dropped).
-* `ReaperChildWatcher` routes asyncio's own subprocess support (`create_subprocess_exec`) to
-  this reaper, so code elsewhere in the agent may still use asyncio subprocesses. Python 3.11
-  child watchers are the supported hook for this (they are deprecated from 3.12).
+* Code in worker threads (mkfs, hash workers, exec_external) starts children through
+  `spawn_from_thread` (see children.py): spawn and registration happen under a lock the reap
+  loop also takes, so their statuses too reach only their waiter. The agent never uses
+  asyncio's subprocess support or child watchers (removed in Python 3.14): nothing else waits.
 
 The reaper and everything registered with it must be used from the loop thread only.
 """
@@ -27,20 +28,21 @@ The reaper and everything registered with it must be used from the loop thread o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import errno
 import os
 import signal
-import warnings
+import subprocess
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode
 
 __all__ = [
     "Reaper",
-    "ReaperChildWatcher",
     "exit_code_from_status",
     "set_child_subreaper",
 ]
@@ -92,25 +94,43 @@ class Reaper:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[int, asyncio.Future[int]] = {}
         self._unclaimed: OrderedDict[int, int] = OrderedDict()
+        # Children started from worker threads; spawn+register and reap exclude each other.
+        self._thread_waiters: dict[int, concurrent.futures.Future[int]] = {}
+        self._lock = threading.Lock()
+        self._loop_thread: int | None = None
         self.reaped_orphans = 0
+
+    @classmethod
+    def active(cls) -> Reaper | None:
+        """The reaper installed in this process, if any (children.py routes through it)."""
+        return _ACTIVE[0]
 
     def install(self) -> None:
         """Become subreaper and handle SIGCHLD on the running loop (call from the loop)."""
         if self._loop is not None:
             raise AgentError("reaper already installed", code=ErrorCode.INTERNAL)
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         set_child_subreaper(True)
         self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        _ACTIVE[0] = self
         self.reap()  # children that exited before we listened
 
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_signal_handler(signal.SIGCHLD)
         self._loop = None
+        self._loop_thread = None
+        if _ACTIVE[0] is self:
+            _ACTIVE[0] = None
         for future in self._waiters.values():
             if not future.done():
                 future.cancel()
         self._waiters.clear()
+        with self._lock:
+            for waiter in self._thread_waiters.values():
+                waiter.cancel()
+            self._thread_waiters.clear()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -162,19 +182,40 @@ class Reaper:
         self._unclaimed.pop(pid, None)  # a fresh process: any old status for this pid is stale
         return pid, self.watch(pid)
 
+    def popen_from_thread(
+        self, argv: Sequence[str], **popen_args: Any
+    ) -> tuple[subprocess.Popen[bytes], concurrent.futures.Future[int]]:
+        """Start `argv` with subprocess.Popen from a worker thread; its status comes on the future.
+
+        The caller must never call the Popen's wait/communicate/poll (they would race the reap
+        loop) and sets `returncode` from the future (children.py does both).
+        """
+        if self._loop_thread == threading.get_ident():
+            raise AgentError("popen_from_thread called on the loop thread", code=ErrorCode.INTERNAL)
+        waiter: concurrent.futures.Future[int] = concurrent.futures.Future()
+        with self._lock:  # the reap loop waits here, so it cannot take the status unregistered
+            process = subprocess.Popen(list(argv), **popen_args)
+            self._thread_waiters[process.pid] = waiter
+        return process, waiter
+
     def reap(self) -> None:
         """Reap every exited child now (SIGCHLD handler)."""
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except OSError as exc:  # pragma: no cover - EINTR is retried by Python
-                if exc.errno == errno.EINTR:
-                    continue
-                raise
-            if pid == 0:
-                return
+            with self._lock:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                except OSError as exc:  # pragma: no cover - EINTR is retried by Python
+                    if exc.errno == errno.EINTR:
+                        continue
+                    raise
+                if pid == 0:
+                    return
+                waiter = self._thread_waiters.pop(pid, None)
+            if waiter is not None:
+                waiter.set_result(status)
+                continue
             self._dispatch(pid, status)
 
     def _dispatch(self, pid: int, status: int) -> None:
@@ -197,44 +238,4 @@ class Reaper:
         }
 
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    _WatcherBase: Any = asyncio.AbstractChildWatcher
-
-
-class ReaperChildWatcher(_WatcherBase):
-    """asyncio child watcher that defers to the `Reaper`, so nothing else calls waitpid."""
-
-    def __init__(self, reaper: Reaper) -> None:
-        self._reaper = reaper
-        self._handles: dict[int, asyncio.Future[int]] = {}
-
-    def add_child_handler(self, pid: int, callback: Callable[..., Any], *args: Any) -> None:
-        future = self._reaper.watch(pid)
-        self._handles[pid] = future
-
-        def done(fut: asyncio.Future[int]) -> None:
-            if self._handles.pop(pid, None) is None:
-                return  # the handler was removed
-            if not fut.cancelled():
-                callback(pid, os.waitstatus_to_exitcode(fut.result()), *args)
-
-        future.add_done_callback(done)
-
-    def remove_child_handler(self, pid: int) -> bool:
-        return self._handles.pop(pid, None) is not None
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        return None
-
-    def close(self) -> None:
-        self._handles.clear()
-
-    def is_active(self) -> bool:
-        return self._reaper._loop is not None
-
-    def __enter__(self) -> ReaperChildWatcher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+_ACTIVE: list[Reaper | None] = [None]

@@ -1,17 +1,14 @@
-"""The host's OCI runtime spec: enforcement input for the policy, and the bundle we write.
+"""The host's OCI runtime spec, read strictly into the facts the policy decides on.
 
-Pure: no I/O. Two halves, applied on either side of the policy decision:
+`parse_spec` is pure: malformed fields raise `InvalidArgumentError` naming the JSON path.
+Every field of the spec has a rule (docs/policy.md lists them): it becomes a fact the engine
+rules on, or it is one of the few the agent accepts and replaces with its own value
+(`cgroupsPath`, `root.path`, `ociVersion`, `annotations`, `consoleSize`), or it is listed in
+`unsupported_fields` so the engine refuses the request naming it. Nothing is dropped silently.
 
-* `enforcement_input` reads the host's config.json strictly and turns it into the
-  `create_container` input. Malformed fields raise `InvalidArgumentError` naming the JSON path.
-  Fields that could grant privilege and that we do not translate (uid mappings, rlimits,
-  intelRdt, ...) or do not know at all are listed in `unsupported_fields`, so the engine can
-  deny with an explanation.
-* `build_bundle_config` writes the config.json the agent hands to the runtime. It is built from
-  scratch, field by field: nothing the host sent reaches the runtime unless it is copied here on
-  purpose. The rootfs is always the overlay the agent assembled, hooks never survive, env and
-  capabilities come from the decision data, and namespaces, cgroup, masked paths and default
-  mounts are the agent's.
+`read_create` adds what only the guest knows (its device nodes, see devices.py) and returns
+the `create_container` enforcement input; `bundle.build_bundle_config` then writes config.json
+from those facts alone.
 """
 
 from __future__ import annotations
@@ -31,106 +28,65 @@ from guestagent.containers._specfields import (
     read_capabilities,
     read_devices,
     read_env,
+    read_int,
     read_list,
     read_map,
     read_mounts,
     read_namespaces,
+    read_oom_score_adj,
+    read_resources,
+    read_rlimits,
     read_str,
     read_str_list,
     read_sysctl,
     read_user,
 )
-from guestagent.containers.spec_defaults import (
-    DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
-    default_mounts,
-    default_namespaces,
-)
+from guestagent.containers.devices import guest_devices
 from guestagent.errors import InvalidArgumentError
 
-__all__ = ["ParsedSpec", "build_bundle_config", "enforcement_input", "parse_spec", "seccomp_sha256"]
+__all__ = [
+    "EXEC_UNSUPPORTED",
+    "PROCESS_FIELDS",
+    "ParsedSpec",
+    "enforcement_input",
+    "parse_spec",
+    "read_create",
+    "seccomp_sha256",
+]
 
 TOP_LEVEL = frozenset(
-    (
-        "ociVersion",
-        "process",
-        "root",
-        "hostname",
-        "domainname",
-        "mounts",
-        "hooks",
-        "annotations",
-        "linux",
-    )
-)
+    ("ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations",
+     "linux")
+)  # fmt: skip
 PROCESS_FIELDS = frozenset(
-    (
-        "terminal",
-        "consoleSize",
-        "cwd",
-        "env",
-        "args",
-        "capabilities",
-        "noNewPrivileges",
-        "user",
-        "rlimits",
-        "apparmorProfile",
-        "selinuxLabel",
-        "oomScoreAdj",
-        "ioPriority",
-        "scheduler",
-        "execCPUAffinity",
-        "commandLine",
-    )
-)
-# Process fields we never apply: present and non-empty means the engine should deny.
+    ("terminal", "consoleSize", "cwd", "env", "args", "capabilities", "noNewPrivileges", "user",
+     "rlimits", "apparmorProfile", "selinuxLabel", "oomScoreAdj", "ioPriority", "scheduler",
+     "execCPUAffinity", "commandLine")
+)  # fmt: skip
+# Process fields no rule covers: present and non-empty, the engine refuses them.
 PROCESS_UNSUPPORTED = (
-    "rlimits",
-    "apparmorProfile",
-    "selinuxLabel",
-    "oomScoreAdj",
-    "ioPriority",
-    "scheduler",
-    "execCPUAffinity",
+    "apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity",
     "commandLine",
-)
+)  # fmt: skip
+# An exec process is refused outright (there is no later decision to narrow it): these too.
+EXEC_UNSUPPORTED = (*PROCESS_UNSUPPORTED, "rlimits", "oomScoreAdj")
 LINUX_FIELDS = frozenset(
-    (
-        "namespaces",
-        "uidMappings",
-        "gidMappings",
-        "timeOffsets",
-        "devices",
-        "cgroupsPath",
-        "resources",
-        "rootfsPropagation",
-        "seccomp",
-        "sysctl",
-        "maskedPaths",
-        "readonlyPaths",
-        "mountLabel",
-        "intelRdt",
-        "personality",
-        "memoryPolicy",
-        "netDevices",
-    )
-)
+    ("namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "cgroupsPath",
+     "resources", "rootfsPropagation", "seccomp", "sysctl", "maskedPaths", "readonlyPaths",
+     "mountLabel", "intelRdt", "personality", "memoryPolicy", "netDevices")
+)  # fmt: skip
 LINUX_UNSUPPORTED = (
-    "uidMappings",
-    "gidMappings",
-    "timeOffsets",
-    "mountLabel",
-    "intelRdt",
-    "personality",
-    "memoryPolicy",
-    "netDevices",
-)
+    "uidMappings", "gidMappings", "timeOffsets", "mountLabel", "intelRdt", "personality",
+    "memoryPolicy", "netDevices",
+)  # fmt: skip
+ROOT_FIELDS = frozenset(("path", "readonly"))
+# Propagation that shares nothing back to the guest; the bundle always has rprivate.
 SAFE_PROPAGATION = frozenset(("", "private", "rprivate", "slave", "rslave"))
 
 
 @dataclass(slots=True)
 class ParsedSpec:
-    """The validated fields of a host spec that the agent understands."""
+    """The validated fields of a host spec: everything the agent applies, and nothing else."""
 
     argv: list[str]
     env: list[str]
@@ -140,6 +96,7 @@ class ParsedSpec:
     no_new_privileges: bool
     terminal: bool
     hostname: str
+    readonly_rootfs: bool
     mounts: list[dict[str, Any]]
     namespaces: list[dict[str, str]]
     hooks: bool
@@ -147,8 +104,11 @@ class ParsedSpec:
     sysctl: dict[str, str]
     seccomp: Mapping[str, Any] | None
     resources: Mapping[str, Any]
+    limits: dict[str, int | str]
     masked_paths: list[str] | None
     readonly_paths: list[str] | None
+    rlimits: list[dict[str, Any]]
+    oom_score_adj: int | None
     unsupported: list[str] = field(default_factory=list)
 
 
@@ -158,6 +118,36 @@ def seccomp_sha256(seccomp: Mapping[str, Any] | None) -> str:
         return ""
     canonical = json.dumps(seccomp, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _accepted_not_applied(
+    spec: Mapping[str, Any], process: Mapping[str, Any], linux: Mapping[str, Any]
+) -> None:
+    """Fields the agent replaces with its own value: they must still be well formed."""
+    read_str(spec.get("ociVersion", ""), "ociVersion")
+    for key, value in read_map(spec.get("annotations", {}), "annotations").items():
+        read_str(value, f"annotations.{key}")
+    read_str(linux.get("cgroupsPath", ""), "linux.cgroupsPath")
+    if process.get("consoleSize") is not None:
+        size = read_map(process["consoleSize"], "process.consoleSize")
+        for key in ("height", "width"):
+            read_int(size.get(key, 0), f"process.consoleSize.{key}", high=65535)
+
+
+def _root(spec: Mapping[str, Any], unsupported: list[str]) -> bool:
+    """root.readonly (a fact); root.path is never used: the rootfs is the agent's overlay."""
+    root = read_map(spec.get("root", {}), "root")
+    unsupported += check_keys(root, "root", ROOT_FIELDS)
+    read_str(root.get("path", ""), "root.path")
+    return read_bool(root.get("readonly", False), "root.readonly")
+
+
+def _namespaces(linux: Mapping[str, Any], unsupported: list[str]) -> list[dict[str, str]]:
+    namespaces = read_namespaces(linux.get("namespaces", []))
+    for i, ns in enumerate(namespaces):
+        if ns["type"] == "user":  # needs uid/gid mappings, which the agent never applies
+            unsupported.append(f"linux.namespaces[{i}]")
+    return namespaces
 
 
 def parse_spec(spec: Any) -> ParsedSpec:
@@ -173,18 +163,16 @@ def parse_spec(spec: Any) -> ParsedSpec:
     propagation = read_str(linux.get("rootfsPropagation", ""), "linux.rootfsPropagation")
     if propagation not in SAFE_PROPAGATION:
         unsupported.append("linux.rootfsPropagation")
-    if "root" in spec:
-        read_map(spec["root"], "root")  # the host's rootfs is never used, but must be sane
-    for key in ("hostname", "domainname", "ociVersion"):
-        read_str(spec.get(key, ""), key)
-    for key, value in read_map(spec.get("annotations", {}), "annotations").items():
-        read_str(value, f"annotations.{key}")
+    if read_str(spec.get("domainname", ""), "domainname"):
+        unsupported.append("domainname")
+    _accepted_not_applied(spec, process, linux)
     user, user_unsupported = read_user(process.get("user", {}))
     args = read_str_list(process.get("args"), "process.args")
     if not args or not args[0]:
         raise InvalidArgumentError(
             "invalid OCI spec: process.args: must not be empty", details={"path": "process.args"}
         )
+    resources = read_map(linux.get("resources", {}), "linux.resources")
     return ParsedSpec(
         argv=args,
         env=read_env(process.get("env", []), "process.env"),
@@ -195,16 +183,20 @@ def parse_spec(spec: Any) -> ParsedSpec:
             process.get("noNewPrivileges", False), "process.noNewPrivileges"
         ),
         terminal=read_bool(process.get("terminal", False), "process.terminal"),
-        hostname=spec.get("hostname", ""),
+        hostname=read_str(spec.get("hostname", ""), "hostname"),
+        readonly_rootfs=_root(spec, unsupported),
         mounts=read_mounts(spec.get("mounts", []), unsupported),
-        namespaces=read_namespaces(linux.get("namespaces", [])),
+        namespaces=_namespaces(linux, unsupported),
         hooks=has_hooks(spec.get("hooks")),
         devices=read_devices(linux.get("devices", [])),
         sysctl=read_sysctl(linux.get("sysctl", {})),
         seccomp=read_map(linux["seccomp"], "linux.seccomp") if linux.get("seccomp") else None,
-        resources=read_map(linux.get("resources", {}), "linux.resources"),
+        resources=resources,
+        limits=read_resources(resources, unsupported),
         masked_paths=optional_paths(linux, "maskedPaths"),
         readonly_paths=optional_paths(linux, "readonlyPaths"),
+        rlimits=read_rlimits(process.get("rlimits") or [], "process.rlimits"),
+        oom_score_adj=read_oom_score_adj(process.get("oomScoreAdj"), "process.oomScoreAdj"),
         unsupported=unsupported + user_unsupported,
     )
 
@@ -217,7 +209,7 @@ def privileged_reasons(parsed: ParsedSpec) -> list[str]:
         reasons.append("CAP_SYS_ADMIN requested")
     if set(parsed.capabilities["bounding"]) >= KNOWN_CAPABILITIES:
         reasons.append("every capability in the bounding set")
-    for rule in read_list(parsed.resources.get("devices", []), "linux.resources.devices"):
+    for rule in read_list(parsed.resources.get("devices") or [], "linux.resources.devices"):
         rule = read_map(rule, "linux.resources.devices[]")
         if rule.get("allow") is True and rule.get("type", "a") == "a" and "major" not in rule:
             reasons.append("device cgroup allows all devices")
@@ -229,13 +221,17 @@ def privileged_reasons(parsed: ParsedSpec) -> list[str]:
     return reasons
 
 
-def enforcement_input(
+def read_create(
     container_id: str, host_spec: Mapping[str, Any], rootfs_target: str
-) -> dict[str, Any]:
-    """The `create_container` enforcement input for the host's spec."""
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """(the `create_container` enforcement input, the seccomp profile its digest is of).
+
+    Reads the guest's device nodes for the spec's devices (devices.py): the only I/O here.
+    """
     parsed = parse_spec(host_spec)
     reasons = privileged_reasons(parsed)
-    return {
+    devices, conflicts = guest_devices(parsed.devices)
+    facts = {
         "container_id": container_id,
         "argv": parsed.argv,
         "env": parsed.env,
@@ -249,113 +245,27 @@ def enforcement_input(
         "namespaces": [ns["type"] for ns in parsed.namespaces],
         "host_namespaces": [ns["type"] for ns in parsed.namespaces if "path" in ns],
         "hooks": parsed.hooks,
-        "devices": [dev["path"] for dev in parsed.devices],
+        "devices": devices,
+        "device_conflicts": conflicts,
         "sysctl": parsed.sysctl,
         "terminal": parsed.terminal,
         "rootfs": rootfs_target,
+        "readonly_rootfs": parsed.readonly_rootfs,
+        "hostname": parsed.hostname,
+        "masked_paths": parsed.masked_paths or [],
+        "readonly_paths": parsed.readonly_paths or [],
+        "rlimits": parsed.rlimits,
+        "oom_score_adj": parsed.oom_score_adj,
+        "resources": parsed.limits,
         "privileged": bool(reasons),
         "privileged_reasons": reasons,
         "unsupported_fields": sorted(set(parsed.unsupported)),
     }
+    return facts, parsed.seccomp
 
 
-def build_bundle_config(
-    host_spec: Mapping[str, Any],
-    decision_data: Mapping[str, Any],
-    rootfs_path: str,
-    *,
-    cgroups_path: str,
-    netns_path: str | None = None,
+def enforcement_input(
+    container_id: str, host_spec: Mapping[str, Any], rootfs_target: str
 ) -> dict[str, Any]:
-    """The config.json the agent writes, built only from vetted parts.
-
-    `decision_data` is the allowed decision's data: `env` and `capabilities` replace the
-    host's when present (None or absent means the engine did not narrow them, hcsshim's
-    `env_list: null`). `netns_path` joins a network namespace the agent created (a pod's);
-    None gives the container its own.
-    """
-    parsed = parse_spec(host_spec)
-    read_str(rootfs_path, "rootfs", absolute=True)
-    read_str(cgroups_path, "cgroupsPath", absolute=True)
-    env = decision_data.get("env")
-    caps = decision_data.get("capabilities")
-    process: dict[str, Any] = {
-        "terminal": parsed.terminal,
-        "user": {
-            "uid": parsed.user["uid"],
-            "gid": parsed.user["gid"],
-            "additionalGids": parsed.user["additional_gids"],
-        },
-        "args": parsed.argv,
-        "env": parsed.env if env is None else read_env(env, "decision.env"),
-        "cwd": parsed.working_dir,
-        "capabilities": parsed.capabilities
-        if caps is None
-        else read_capabilities(caps, "decision.capabilities"),
-        "noNewPrivileges": parsed.no_new_privileges,
-    }
-    if "umask" in parsed.user:
-        process["user"]["umask"] = parsed.user["umask"]
-    linux: dict[str, Any] = {
-        "namespaces": default_namespaces(netns_path),
-        "cgroupsPath": cgroups_path,
-        "resources": _resources(parsed),
-        "maskedPaths": _union(DEFAULT_MASKED_PATHS, parsed.masked_paths),
-        "readonlyPaths": _union(DEFAULT_READONLY_PATHS, parsed.readonly_paths),
-    }
-    if parsed.devices:
-        linux["devices"] = parsed.devices
-    if parsed.sysctl:
-        linux["sysctl"] = parsed.sysctl
-    if parsed.seccomp:
-        linux["seccomp"] = dict(parsed.seccomp)
-    config = {
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": rootfs_path, "readonly": False},
-        "mounts": _merge_mounts(default_mounts(), parsed.mounts),
-        "linux": linux,
-    }
-    if parsed.hostname:
-        config["hostname"] = parsed.hostname
-    return config
-
-
-def _union(defaults: tuple[str, ...], extra: list[str] | None) -> list[str]:
-    """Defaults always apply; the host may add paths, never remove them."""
-    return list(dict.fromkeys([*defaults, *(extra or [])]))
-
-
-def _merge_mounts(defaults: list[dict[str, Any]], host: list[dict[str, Any]]) -> list[dict]:
-    """The host's (policy-approved) mounts replace defaults at the same destination."""
-    by_destination = {m["destination"]: m for m in defaults}
-    for mount in host:
-        by_destination[mount["destination"]] = {
-            key: mount[key] for key in ("destination", "type", "source", "options")
-        }
-    return list(by_destination.values())
-
-
-def _resources(parsed: ParsedSpec) -> dict[str, Any]:
-    """Deny every device but the approved ones; keep limits (they only restrict)."""
-    rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
-    for dev in parsed.devices:
-        if "major" in dev and "minor" in dev:
-            rules.append(
-                {
-                    "allow": True,
-                    "type": dev["type"],
-                    "major": dev["major"],
-                    "minor": dev["minor"],
-                    "access": "rwm",
-                }
-            )
-    resources: dict[str, Any] = {"devices": rules}
-    limits = {"memory": ("limit",), "cpu": ("shares", "quota", "period"), "pids": ("limit",)}
-    for group, keys in limits.items():
-        given = parsed.resources.get(group)
-        if isinstance(given, Mapping):
-            kept = {k: given[k] for k in keys if isinstance(given.get(k), int)}
-            if kept:
-                resources[group] = kept
-    return resources
+    """The `create_container` enforcement input for the host's spec."""
+    return read_create(container_id, host_spec, rootfs_target)[0]

@@ -4,39 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from guestagent.runtime_defaults import (
+    DEFAULT_MASKED_PATHS,
+    DEFAULT_READONLY_PATHS,
+    DEFAULT_UMASK,
+    RLIMIT_TYPES,
+)
+
 __all__ = [
     "DEFAULT_MASKED_PATHS",
+    "DEFAULT_OOM_SCORE_ADJ",
     "DEFAULT_READONLY_PATHS",
+    "DEFAULT_UMASK",
+    "OCI_VERSION",
+    "RLIMIT_TYPES",
+    "agent_hostname",
     "default_mounts",
     "default_namespaces",
 ]
 
-DEFAULT_MASKED_PATHS = (
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/sys/firmware",
-    "/proc/scsi",
-)
-DEFAULT_READONLY_PATHS = (
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-)
+OCI_VERSION = "1.0.2"
+# runc leaves oom_score_adj alone when the spec has none, and the container would inherit
+# the agent's (-1000 under systemd: never OOM-killed). Containers start from 0.
+DEFAULT_OOM_SCORE_ADJ = 0
+HOST_NAME_MAX = 64
+
 _NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
 
 
+def agent_hostname(container_id: str) -> str:
+    """The hostname a container gets when its spec names none: its id, cut to what
+    sethostname(2) takes."""
+    return container_id[: HOST_NAME_MAX - 1]
+
+
 def default_mounts() -> list[dict[str, Any]]:
-    """proc, dev, devpts, shm, mqueue, sysfs (ro) and cgroup (ro), as `runc spec` has them."""
+    """proc, dev, devpts, shm, mqueue, sysfs (ro) and cgroup (ro), as `runc spec` has them,
+    with proc hardened as the policy demands of a host's proc mount."""
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": []},
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": list(_NOSUID_NOEXEC_NODEV)},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
@@ -52,17 +59,19 @@ def default_mounts() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def default_namespaces(netns_path: str | None = None) -> list[dict[str, str]]:
-    """Fresh pid, ipc, uts, mount and cgroup namespaces; the network namespace is the
-    container's own unless the agent created one for it (a pod's) at `netns_path`."""
-    network: dict[str, str] = {"type": "network"}
-    if netns_path:
-        network["path"] = netns_path
-    return [
-        {"type": "pid"},
-        network,
-        {"type": "ipc"},
-        {"type": "uts"},
-        {"type": "mount"},
-        {"type": "cgroup"},
-    ]
+NAMESPACE_ORDER = ("pid", "network", "ipc", "uts", "mount", "cgroup", "time")
+MANDATORY_NAMESPACES = frozenset(("pid", "ipc", "uts", "mount", "cgroup"))
+
+
+def default_namespaces(
+    netns_path: str | None = None, requested: frozenset[str] | set[str] | None = None
+) -> list[dict[str, str]]:
+    """Fresh pid, ipc, uts, mount and cgroup namespaces always; network unless `requested`
+    (the types the decision allowed) lacks it (a host_network container); time if requested.
+    The network namespace is the agent's at `netns_path` when it made one (a pod's)."""
+    wanted = MANDATORY_NAMESPACES | {"network"} if requested is None else requested
+    types = [t for t in NAMESPACE_ORDER if t in MANDATORY_NAMESPACES or t in wanted]
+    namespaces = [{"type": t} for t in types]
+    if netns_path and "network" in types:
+        namespaces[types.index("network")]["path"] = netns_path
+    return namespaces

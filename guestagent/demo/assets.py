@@ -92,6 +92,7 @@ def demo_policy(layer_hashes: list[str], **flags: Any) -> bytes:
                 "signals": [15, 9],
                 "allow_stdio_access": True,
                 "attestation_socket": True,
+                "hostname": "demo",
             }
         ],
         "allow_properties_access": True,

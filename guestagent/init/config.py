@@ -10,7 +10,10 @@ The agent command line is resolved, first match wins:
 Under SEV-SNP measured direct boot the command line is measured with the kernel, and the file
 lies in the verity-protected root filesystem, so every source is covered by the attestation.
 Unknown `guestagent.*` parameters and unknown file keys are errors: a typo must not silently
-fall back to a default.
+fall back to a default. Options that weaken enforcement (`WEAKENING_OPTIONS`) are refused when
+they come from the kernel command line: the host writes it, and not every firmware measures it.
+They may come only from the configuration file in the measured root filesystem. (On SEV-SNP
+hardware the agent refuses those modes anyway, wherever they come from.)
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ __all__ = [
     "resolve_config",
 ]
 
-# Kernel modules the agent needs (dm-verity layers, overlays, loop files, erofs, the vsock and
-# virtio-serial transports, container networking). Already-loaded and built-in ones are skipped.
+# Kernel modules the agent needs (dm-verity layers, dm-integrity + dm-crypt scratch disks,
+# overlays, loop files, erofs, the vsock and virtio-serial transports, container networking).
+# Already-loaded and built-in ones are skipped.
 AGENT_MODULES: tuple[str, ...] = (
     "virtio_console",
     "dm_mod",
     "dm_verity",
+    "dm_integrity",
+    "dm_crypt",
+    "xts",
     "overlay",
     "loop",
     "erofs",
@@ -51,6 +58,7 @@ CMDLINE_KEYS = frozenset(
     {"root", "root_hash", "root_salt", "root_blocks", "agent", "listen", "serve_args", "hostname"}
 )
 ENV_KEYS = frozenset({"GUESTAGENT_LISTEN", "GUESTAGENT_SERVE_ARGS", "GUESTAGENT_HOSTNAME"})
+WEAKENING_OPTIONS = ("--insecure-allow-all", "--storage-mode")
 DEFAULT_LISTEN = "serial://agent.0"
 DEFAULT_HOSTNAME = "guestagent"
 
@@ -120,6 +128,16 @@ def _valid_hostname(name: str) -> str:
     return name
 
 
+def _refuse_weakening(words: list[str], what: str) -> list[str]:
+    for word in words:
+        if word.split("=", 1)[0] in WEAKENING_OPTIONS:
+            raise InvalidArgumentError(
+                f"{what} on the kernel command line may not carry {word.split('=', 1)[0]}: "
+                "settings that weaken enforcement come only from the measured image"
+            )
+    return words
+
+
 def resolve_config(
     explicit_argv: list[str], cmdline_text: str, env_text: str, python: str = sys.executable
 ) -> InitConfig:
@@ -129,12 +147,15 @@ def resolve_config(
     if explicit_argv:
         argv = list(explicit_argv)
     elif "agent" in cmdline:
-        argv = _split(cmdline["agent"], "guestagent.agent")
+        argv = _refuse_weakening(_split(cmdline["agent"], "guestagent.agent"), "guestagent.agent")
     else:
         listen = cmdline.get("listen") or env.get("GUESTAGENT_LISTEN") or DEFAULT_LISTEN
-        serve_args = cmdline.get("serve_args", env.get("GUESTAGENT_SERVE_ARGS", ""))
         argv = [python, "-m", "guestagent", "serve", "--listen", listen]
-        argv += _split(serve_args, "serve arguments")
+        if "serve_args" in cmdline:
+            words = _split(cmdline["serve_args"], "guestagent.serve_args")
+            argv += _refuse_weakening(words, "guestagent.serve_args")
+        else:
+            argv += _split(env.get("GUESTAGENT_SERVE_ARGS", ""), "serve arguments")
     if not argv or not argv[0]:
         raise InvalidArgumentError("empty agent command line")
     hostname = cmdline.get("hostname", env.get("GUESTAGENT_HOSTNAME", DEFAULT_HOSTNAME))

@@ -163,6 +163,23 @@ class Network:
             "metric": metric,
         }
 
+    async def egress_interface(self, gateway: str | None) -> str | None:
+        """The interface the kernel reaches `gateway` through (a route lookup, as
+        `ip route get`); None without a gateway or when no route reaches it."""
+        if gateway is None:
+            return None
+        ip = _ip(gateway)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        try:
+            found = await self._call(f"look up {ip}", "route", "get", dst=str(ip), family=family)
+            oif = found[0].get("RTA_OIF") if found else None
+            if oif is None:
+                return None
+            links = await self._call(f"look up interface {oif}", "link", "get", index=oif)
+        except NetworkFailedError:
+            return None
+        return links[0].get("IFLA_IFNAME") if links else None
+
     async def add_route(
         self,
         destination: str,

@@ -17,6 +17,12 @@ from guestagent.policy._reader import (
     expect_str,
 )
 from guestagent.policy.patterns import Pattern, PatternSet, compile_pattern
+from guestagent.policy.runtime_fields import (
+    DEFAULT_RUNTIME_RULES,
+    RUNTIME_FIELDS,
+    RuntimeRules,
+    parse_runtime_rules,
+)
 
 __all__ = [
     "CAPABILITY_SETS",
@@ -189,6 +195,7 @@ class Container:
     host_network: bool = False
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    runtime: RuntimeRules = DEFAULT_RUNTIME_RULES
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
     # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
     mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(  # type: ignore[assignment]
@@ -227,6 +234,7 @@ _CONTAINER_FIELDS = frozenset(
         "host_network",
         "devices",
         "sysctls",
+        *RUNTIME_FIELDS,
     }
 )
 
@@ -359,5 +367,6 @@ def parse_container(value: Any, path: str) -> Container:
         signals=_signals(obj, "signals"),
         devices=frozenset(obj.str_list("devices", [])),
         sysctls=_sysctls(obj.raw("sysctls", {}), obj.at("sysctls")),
+        runtime=parse_runtime_rules(obj),
         **flags,
     )

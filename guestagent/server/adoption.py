@@ -8,6 +8,7 @@ in deny-all for the rest of its life, and status shows both digests.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,15 @@ def adopt_policy(agent: Agent, policy_bytes: bytes, source: str) -> dict[str, An
             f"cannot adopt a policy without an SEV-SNP backend: {agent.snp_error}",
             code=ErrorCode.SNP_UNAVAILABLE,
         )
-    report = parse_report(agent.snp.get_report(secrets.token_bytes(64)))
+    nonce = secrets.token_bytes(64)
+    report = parse_report(agent.snp.get_report(nonce))
+    if not hmac.compare_digest(report.report_data, nonce):
+        # Whatever backend answered, a report not over this nonce may be a replayed one.
+        raise AgentError(
+            "the SNP report does not carry the adoption nonce in REPORT_DATA (stale or "
+            "replayed report); policy not adopted",
+            code=ErrorCode.SNP_BAD_REPORT,
+        )
     result = adopt(policy_bytes, report.host_data)
     if not result.accepted or result.policy is None or result.measurement is None:
         agent.policy_refused = True

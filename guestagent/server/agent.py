@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import time
-import warnings
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from guestagent import __version__
 from guestagent.attestation.hub import AttestationHub
 from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
-from guestagent.containers.reaper import Reaper, ReaperChildWatcher
+from guestagent.containers.reaper import Reaper
 from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
@@ -35,9 +34,13 @@ from guestagent.server.adoption import adopt_policy
 from guestagent.server.connection import Connection
 from guestagent.server.dispatch import Dispatcher
 from guestagent.server.logs import denial_record
+from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
+from guestagent.server.reconcile import Reconciliation, reconcile
 from guestagent.server.trace import RequestTrace
 from guestagent.snp import SnpBackend, open_backend
+from guestagent.snp.configfs import DEFAULT_ROOT as TSM_ROOT
+from guestagent.snp.sevguest import DEFAULT_DEVICE as SEV_GUEST_DEVICE
 from guestagent.snp.sim import SimConfig
 from guestagent.storage.registry import StorageRegistry
 from guestagent.transport.listen import Listener, listen
@@ -65,11 +68,16 @@ class AgentConfig:
     policy_file: str | None = None
     storage_mode: str = "auto"  # auto | dm-verity | verified-loop
     layer_dirs: list[str] = field(default_factory=list)
+    scratch_devices: list[str] = field(default_factory=list)  # disks scratch may be made on
     runtime: str | None = None  # runc or crun binary; None: auto-detect
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
     trace_file: str | None = None  # every decision's request, as `policy check --trace` reads
+    # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
+    # them, so nothing the host controls can hide real hardware from `check_modes`.
+    snp_device: str = SEV_GUEST_DEVICE
+    tsm_root: str = TSM_ROOT
 
 
 class Agent:
@@ -86,10 +94,14 @@ class Agent:
         self.snp: SnpBackend | None = None
         self.snp_error = "no SNP backend was asked for"
         self.tainted: str | None = None
+        self.reconciled = Reconciliation()  # what an earlier run left, removed at start
         self.mutation_lock = asyncio.Lock()
         self.dispatcher = Dispatcher(self, all_operations())
         self.storage = StorageRegistry(
-            str(self.state_dir / "storage"), mode=config.storage_mode, layer_dirs=config.layer_dirs
+            str(self.state_dir / "storage"),
+            mode=config.storage_mode,
+            layer_dirs=config.layer_dirs,
+            scratch_devices=config.scratch_devices,
         )
         self.reaper = Reaper()
         self.containers: ContainerManager | None = None
@@ -157,6 +169,7 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        check_modes(self.config, self.storage.mode)  # before anything is opened or made
         policy_bytes = self._read_policy_file() if self.config.policy_file else None
         if self.config.trace_file:
             self.request_trace = RequestTrace(self.config.trace_file)
@@ -164,13 +177,14 @@ class Agent:
         if not self.state_dir.is_dir():
             log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._reconcile()
         self._open_snp()
         if policy_bytes is not None:
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None:
+        if self.snp is not None and not self.config.insecure_allow_all:
             self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
@@ -184,15 +198,31 @@ class Agent:
         if interval:
             self.track(asyncio.get_running_loop().create_task(notify.run_watchdog(interval)))
 
+    async def _reconcile(self) -> None:
+        cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
+        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        if self.reconciled.failures:
+            raise AgentError(
+                "refusing to serve: an earlier run left state that could not be removed: "
+                + "; ".join(self.reconciled.failures),
+                code=ErrorCode.STORAGE,
+                details=self.reconciled.describe(),
+            )
+
     def _open_snp(self) -> None:
         if self.config.snp == "none":
             log.warning("no SNP backend: no policy can ever be adopted; everything is denied")
             return
         # `auto` raises when there is no device: the agent refuses to start unattested.
         self.snp = open_backend(
-            self.config.snp, sim_state=self.config.sim_state, sim_config=self.config.sim_config
+            self.config.snp,
+            device_path=self.config.snp_device,
+            tsm_root=self.config.tsm_root,
+            sim_state=self.config.sim_state,
+            sim_config=self.config.sim_config,
         )
         self.snp_error = ""
+        self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory
         description = self.snp.describe()
         if description.get("simulated"):
             log.warning(
@@ -201,10 +231,7 @@ class Agent:
             )
 
     def _start_containers(self) -> None:
-        self.reaper.install()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.get_event_loop_policy().set_child_watcher(ReaperChildWatcher(self.reaper))
+        self.reaper.install()  # every child goes through it (containers/children.py)
         self.containers = ContainerManager(
             self.reaper,
             self.state_dir / "containers",
@@ -287,6 +314,7 @@ class Agent:
             "insecure": self.config.insecure_allow_all,
             "tainted": self.tainted,
             "storage_mode": self.storage.mode,
+            "reconciled": self.reconciled.describe(),
             "listeners": [str(listener.endpoint) for listener in self.listeners],
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,

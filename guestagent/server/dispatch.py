@@ -62,6 +62,18 @@ class Dispatcher:
         prepared = Prepared(args)
         if operation.prepare is not None:
             prepared = await _call(operation.prepare, agent, args)
+        try:
+            return await self._decide_and_run(operation, args, prepared)
+        finally:
+            close = getattr(prepared.context, "close", None)
+            if close is not None:
+                close()  # what prepare took (e.g. a sealed layer copy), allowed or not
+
+    async def _decide_and_run(
+        self, operation: Operation, args: dict[str, Any], prepared: Prepared
+    ) -> Any:
+        agent = self.agent
+        assert operation.point is not None
         if not operation.mutating:
             decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()

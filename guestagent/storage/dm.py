@@ -29,6 +29,7 @@ __all__ = [
     "Target",
     "crypt_table",
     "decode_dev",
+    "integrity_table",
     "pack_dm_ioctl",
     "pack_table",
     "verity_table",
@@ -170,6 +171,18 @@ def crypt_table(device: str, sectors: int, key_hex: str, cipher: str = "aes-xts-
     if sectors <= 0:
         raise InvalidArgumentError("crypt target needs a positive size")
     return Target(0, sectors, "crypt", f"{cipher} {key.hex()} 0 {device} 0")
+
+
+def integrity_table(device: str, sectors: int, key: bytes) -> Target:
+    """A standalone dm-integrity target, tags HMAC-SHA256 under `key`, direct writes (no
+    journal: scratch is ephemeral, so a crash may leave a mismatch that reads as EIO)."""
+    if len(key) != 32:
+        raise InvalidArgumentError("integrity key must be 32 bytes")
+    if sectors <= 0:
+        raise InvalidArgumentError("integrity target needs a positive size")
+    return Target(
+        0, sectors, "integrity", f"{device} 0 32 D 1 internal_hash:hmac(sha256):{key.hex()}"
+    )
 
 
 IoctlFn = Callable[[int, int, bytearray], None]

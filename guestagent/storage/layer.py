@@ -16,7 +16,6 @@ import hashlib
 import lzma
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import uuid as uuidlib
@@ -24,6 +23,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from guestagent.containers import children
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
 from guestagent.storage.tar_extract import extract_layer
 from guestagent.storage.verity_device import VerityInfo, append_tree
@@ -79,11 +79,10 @@ def _mkfs_erofs(image: str, staging: str, fs_uuid: str, build_time: int) -> None
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
     env["SOURCE_DATE_EPOCH"] = str(build_time)
     command = [binary, "--quiet", f"-U{fs_uuid}", image, staging]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    result = children.run(command, env=env)
     if result.returncode != 0:
-        raise AgentError(
-            f"{MKFS_EROFS} failed: {result.stderr.strip()[-500:]}", code=ErrorCode.STORAGE
-        )
+        stderr = result.stderr.decode(errors="replace").strip()[-500:]
+        raise AgentError(f"{MKFS_EROFS} failed: {stderr}", code=ErrorCode.STORAGE)
 
 
 def build_layer(source: str, output: str, work_dir: str | None = None) -> LayerImage:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from guestagent.errors import AgentError, ErrorCode
 
-__all__ = ["LoopDevice", "attach", "backing_file", "detach", "pack_loop_config"]
+__all__ = ["LoopDevice", "attach", "attach_fd", "backing_file", "detach", "pack_loop_config"]
 
 LOOP_SET_FD = 0x4C00
 LOOP_CLR_FD = 0x4C01
@@ -80,7 +80,22 @@ def _configure(
 
 def attach(path: str, *, read_only: bool = True, offset: int = 0, sizelimit: int = 0) -> LoopDevice:
     """Attach `path` to a free loop device; retries when another process wins the race."""
-    backing = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
+    try:
+        backing = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
+    except OSError as exc:
+        raise AgentError(f"loop attach of {path} failed: {exc}", code=ErrorCode.STORAGE) from exc
+    try:
+        device = attach_fd(backing, path, read_only=read_only, offset=offset, sizelimit=sizelimit)
+    finally:
+        os.close(backing)
+    device.backing = os.path.realpath(path)
+    return device
+
+
+def attach_fd(
+    backing: int, name: str, *, read_only: bool = True, offset: int = 0, sizelimit: int = 0
+) -> LoopDevice:
+    """Attach the open file `backing` (the very file the caller checked) to a free loop device."""
     try:
         control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -89,20 +104,18 @@ def attach(path: str, *, read_only: bool = True, offset: int = 0, sizelimit: int
                 device = f"/dev/loop{number}"
                 loop_fd = os.open(device, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
                 try:
-                    _configure(loop_fd, backing, path, offset, sizelimit, read_only)
+                    _configure(loop_fd, backing, name, offset, sizelimit, read_only)
                 except OSError as exc:
                     os.close(loop_fd)
                     if exc.errno == errno.EBUSY:
                         continue
                     raise
-                return LoopDevice(device, number, loop_fd, os.path.realpath(path))
+                return LoopDevice(device, number, loop_fd, backing_file(number) or "")
         finally:
             os.close(control)
     except OSError as exc:
-        raise AgentError(f"loop attach of {path} failed: {exc}", code=ErrorCode.STORAGE) from exc
-    finally:
-        os.close(backing)
-    raise AgentError(f"no free loop device for {path}", code=ErrorCode.STORAGE)
+        raise AgentError(f"loop attach of {name} failed: {exc}", code=ErrorCode.STORAGE) from exc
+    raise AgentError(f"no free loop device for {name}", code=ErrorCode.STORAGE)
 
 
 def detach(device: LoopDevice) -> None:

@@ -5,10 +5,10 @@ what was done, and `teardown` unmounts and detaches in reverse order. overlayfs 
 `lowerdir` TOP layer first; policies and `mount_overlay` inputs list the BASE layer first, so
 the list is reversed here and only here.
 
-Without device-mapper ("userspace verification + loop" mode) a layer image's whole data is
-verified against its root before it is loop-mounted read-only. That leaves a window: the file
-could change after verification. The agent owns the file and the loop is read-only, but only
-dm-verity (every read checked by the kernel) closes it; in the guest that is the real path.
+Without device-mapper ("verified-loop" mode) a layer image is first copied into a sealed
+memfd the agent owns (`owned_image`), its whole data verified there against its root, and the
+loop device attached to that same memfd: nothing the host can still write is ever read.
+dm-verity (every read checked by the kernel) is the mode for the guest.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import ctypes.util
 import errno
 import os
 import secrets
-import subprocess
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from guestagent.containers import children
 from guestagent.errors import (
     AgentError,
     ErrorCode,
@@ -32,6 +32,8 @@ from guestagent.errors import (
 )
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
+from guestagent.storage.owned_image import OwnedImage
+from guestagent.storage.scratch import ScratchDisk, open_integrity
 from guestagent.storage.verity import verify
 from guestagent.storage.verity_device import VerityInfo
 
@@ -135,12 +137,18 @@ def _mount_layer_device(device: str, target: str, stack: StorageStack, fstype: s
 
 
 def mount_layer_verified(
-    image: str, target: str, info: VerityInfo, stack: StorageStack, fstype: str = "erofs"
+    image: OwnedImage, target: str, info: VerityInfo, stack: StorageStack, fstype: str = "erofs"
 ) -> LayerMount:
-    """No-dm mode: verify all data against `info` (root computed by the agent), then loop ro."""
-    verify(image, image, bytes.fromhex(info.root_hash), info.params)
+    """No-dm mode: verify the sealed copy against `info` (the agent's root), loop it read-only.
+
+    The loop device is attached to the very memfd that was verified; it holds its own
+    reference, so the caller may close `image` once this returns.
+    """
+    verify(image.path, image.path, bytes.fromhex(info.root_hash), info.params)
     with StorageStack() as local:
-        device = loop.attach(image, read_only=True, sizelimit=info.params.data_size)
+        device = loop.attach_fd(
+            image.fd, f"{image.source}", read_only=True, sizelimit=info.params.data_size
+        )
         local.push(loop.detach, device)
         try:
             _mount_layer_device(device.path, target, local, fstype)
@@ -210,13 +218,15 @@ def mount_scratch_tmpfs(target: str, stack: StorageStack, size: str = "50%") -> 
 
 
 def mount_scratch_crypt(
-    device: str, target: str, stack: StorageStack, dm: DmClient, name: str
+    disk: ScratchDisk, target: str, stack: StorageStack, dm: DmClient, name: str
 ) -> str:
-    """Scratch on dm-crypt with a key that exists only in this call (never stored)."""
+    """Scratch on dm-crypt over dm-integrity, keys made here and never stored (scratch.py)."""
     with StorageStack() as local:
-        sectors = _sectors_of(device)
-        mapped = dm.open_crypt(name, device, sectors, secrets.token_bytes(64).hex())
+        integrity, sectors = open_integrity(disk, dm, f"{name}-i")
+        local.push(dm.remove, f"{name}-i")
+        mapped = dm.open_crypt(name, integrity, sectors, secrets.token_bytes(64).hex())
         local.push(dm.remove, name)
+        _zero(mapped)  # every tag written once: unwritten sectors would read as EIO
         _mkfs_ext4(mapped)
         _makedirs(target)
         mount(mapped, target, "ext4", MS_NODEV | MS_NOSUID)
@@ -225,24 +235,21 @@ def mount_scratch_crypt(
     return target
 
 
-def _sectors_of(device: str) -> int:
-    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+def _zero(device: str) -> None:
+    fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        return os.lseek(fd, 0, os.SEEK_END) // 512
+        size = os.lseek(fd, 0, os.SEEK_END)
+        chunk = bytes(1 << 20)
+        for offset in range(0, size, len(chunk)):
+            os.pwrite(fd, chunk[: size - offset], offset)
+        os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def _mkfs_ext4(device: str) -> None:
-    # Inside the agent the subreaper may collect mkfs's exit status before Popen does (Popen
-    # then reads 0); a failed mkfs still fails closed, at the mount that follows.
-    result = subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", device],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    argv = ["mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-O", "^has_journal", device]
+    result = children.run(argv, timeout=600)
     if result.returncode != 0:
-        raise AgentError(
-            f"mkfs.ext4 on scratch failed: {result.stderr.strip()[-300:]}", code=ErrorCode.STORAGE
-        )
+        stderr = result.stderr.decode(errors="replace").strip()[-300:]
+        raise AgentError(f"mkfs.ext4 on scratch failed: {stderr}", code=ErrorCode.STORAGE)

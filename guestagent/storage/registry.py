@@ -8,12 +8,16 @@ containers by id only.
 Two ways to open a layer, chosen once at start-up:
 - `dm-verity` (the guest): the kernel checks every block read against the root hash the agent
   computed and the policy listed.
-- `verified-loop` (machines without device-mapper): the whole image is verified in userspace,
-  then loop-mounted read-only (see mounts.py for the window this leaves).
+- `verified-loop` (development machines without device-mapper): the image is copied into a
+  sealed memfd, verified whole in userspace, and that same memfd is loop-mounted read-only.
+  Never chosen silently: `auto` warns, status and every mount reply name the mode, and an
+  agent on real SEV-SNP refuses to start in it (see server/agent.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import stat
 import threading
@@ -36,20 +40,69 @@ from guestagent.storage.mounts import (
     mount_scratch_crypt,
     mount_scratch_tmpfs,
 )
+from guestagent.storage.owned_image import OwnedImage, take_image
+from guestagent.storage.scratch import check_scratch_device
 from guestagent.storage.verity_device import VerityInfo, root_from_device
 
-__all__ = ["DM_CONTROL", "LayerRecord", "StorageRegistry", "storage_mode"]
+__all__ = [
+    "DM_CONTROL",
+    "LayerRecord",
+    "LayerSource",
+    "StorageRegistry",
+    "device_tag",
+    "storage_mode",
+]
 
 DM_CONTROL = "/dev/mapper/control"
+DM_NAME_MAX = 127  # DM_NAME_LEN less the NUL
+log = logging.getLogger("guestagent.storage")
 
 
-def storage_mode(requested: str = "auto") -> str:
-    """`dm-verity` where the kernel has device-mapper, else `verified-loop`."""
+def device_tag(storage_root: str) -> str:
+    """Names every dm device and memfd of one state directory, so start-up reconciliation
+    can find what an earlier run of this agent left (and never touch another agent's)."""
+    return hashlib.sha256(os.path.realpath(storage_root).encode()).hexdigest()[:8]
+
+
+def _device_name(tag: str, kind: str, ident: str) -> str:
+    name = f"ga-{tag}-{kind}-{ident}"
+    if len(name) <= DM_NAME_MAX:
+        return name
+    return f"ga-{tag}-{kind}-{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
+
+
+def storage_mode(requested: str = "auto", dm_control: str = DM_CONTROL) -> str:
+    """`dm-verity` where the kernel has device-mapper, else `verified-loop` (with a warning)."""
     if requested == "auto":
-        return "dm-verity" if os.path.exists(DM_CONTROL) else "verified-loop"
+        if os.path.exists(dm_control):
+            return "dm-verity"
+        log.warning(
+            "no device-mapper: storage mode verified-loop (layers copied into guest memory and "
+            "verified once; development only, refused on SEV-SNP hardware)",
+            extra={"storage_mode": "verified-loop"},
+        )
+        return "verified-loop"
     if requested not in ("dm-verity", "verified-loop"):
         raise InvalidArgumentError(f"unknown storage mode {requested!r}")
     return requested
+
+
+@dataclass
+class LayerSource:
+    """A layer as measured: the device dm-verity maps, or the sealed copy verified-loop mounts.
+
+    Owned by the request until mounted; `close` releases the copy (the loop keeps its own
+    reference once attached).
+    """
+
+    source: str  # the host's name for it, for messages and status
+    info: VerityInfo
+    device: str = ""  # dm-verity: the block device
+    image: OwnedImage | None = None  # verified-loop: the sealed copy
+
+    def close(self) -> None:
+        if self.image is not None:
+            self.image.close()
 
 
 @dataclass
@@ -95,17 +148,25 @@ class StorageRegistry:
         *,
         mode: str = "auto",
         layer_dirs: list[str] | None = None,
+        scratch_devices: list[str] | None = None,
     ) -> None:
         self.root = Path(state_dir)
         self.mode = storage_mode(mode)
         self.layer_dirs = [os.path.realpath(d) for d in (layer_dirs or [])]
+        self.tag = device_tag(state_dir)
+        self.scratch_devices = list(scratch_devices or [])
+        # Guest memory is encrypted only under SEV-SNP (or its simulator): the agent says.
+        self.memory_encrypted = False
         self.layers: dict[str, LayerRecord] = {}
         self.scratch: dict[str, ScratchRecord] = {}
         self.overlays: dict[str, OverlayRecord] = {}
         self._dm: DmClient | None = DmClient() if self.mode == "dm-verity" else None
         self._lock = threading.Lock()  # effects run in worker threads
 
-    # -- paths the agent owns ----------------------------------------------------------------
+    # -- paths and names the agent owns ------------------------------------------------------
+    def device_name(self, kind: str, ident: str) -> str:
+        return _device_name(self.tag, kind, ident)
+
     def layer_target(self, layer_id: str) -> str:
         return str(self.root / "layers" / layer_id)
 
@@ -116,41 +177,57 @@ class StorageRegistry:
         return str(self.root / "rootfs" / container_id)
 
     # -- layers ------------------------------------------------------------------------------
-    def check_source(self, source: str) -> str:
-        """A layer comes from a block device, or a regular file in a configured layer dir."""
+    def open_layer(self, layer_id: str, source: str) -> LayerSource:
+        """Take the layer the host names and compute its root (the host's word is never taken).
+
+        dm-verity: a block device, whose every later read the kernel checks against that root.
+        verified-loop: a regular file under a layer dir, copied into sealed memory first.
+        """
+        if self.mode == "verified-loop":
+            image = take_image(source, self.layer_dirs, _device_name(self.tag, "layer", layer_id))
+            try:
+                return LayerSource(source, root_from_device(image.path), image=image)
+            except BaseException:
+                image.close()
+                raise
+        device = self._check_block_device(source)
+        return LayerSource(source, root_from_device(device), device=device)
+
+    def _check_block_device(self, source: str) -> str:
         real = os.path.realpath(source)
         try:
             mode = os.stat(real).st_mode
         except OSError as exc:
             raise NotFoundError(f"layer source {source!r}: {exc.strerror}") from None
-        if stat.S_ISBLK(mode):
-            return real
-        if stat.S_ISREG(mode) and any(os.path.commonpath([real, d]) == d for d in self.layer_dirs):
-            return real
-        raise InvalidArgumentError(
-            f"layer source {source!r} must be a block device or a file under "
-            f"{self.layer_dirs or 'a configured --layer-dir'}",
-            details={"source": source},
-        )
-
-    def measure_layer(self, source: str) -> VerityInfo:
-        """The root hash computed from the device itself (the host's word is never taken)."""
-        return root_from_device(source)
+        if not stat.S_ISBLK(mode):
+            raise InvalidArgumentError(
+                f"layer source {source!r} must be a block device in dm-verity mode",
+                details={"source": source},
+            )
+        return real
 
     def mount_layer(
-        self, layer_id: str, source: str, info: VerityInfo, on_corruption: str = "error"
+        self, layer_id: str, layer: LayerSource, on_corruption: str = "error"
     ) -> LayerRecord:
         if layer_id in self.layers:
             raise AlreadyExistsError(f"layer {layer_id!r} is already mounted")
         target = self.layer_target(layer_id)
         stack = StorageStack()
+        info = layer.info
         if self._dm is not None:
             mount_layer_dm(
-                source, target, info, stack, self._dm, f"ga-layer-{layer_id}", on_corruption
+                layer.device,
+                target,
+                info,
+                stack,
+                self._dm,
+                self.device_name("layer", layer_id),
+                on_corruption,
             )
         else:
-            mount_layer_verified(source, target, info, stack)
-        record = LayerRecord(layer_id, source, target, info.root_hash, self.mode, stack)
+            assert layer.image is not None
+            mount_layer_verified(layer.image, target, info, stack)
+        record = LayerRecord(layer_id, layer.source, target, info.root_hash, self.mode, stack)
         with self._lock:
             self.layers[layer_id] = record
         return record
@@ -165,24 +242,36 @@ class StorageRegistry:
             del self.layers[layer_id]
 
     # -- scratch -----------------------------------------------------------------------------
+    def scratch_plan(self, device: str | None) -> tuple[bool, str]:
+        """(encrypted, kind) of the scratch `mount_scratch` would build: facts for the policy.
+
+        A disk is checked here already (refused before the policy is even asked)."""
+        if device is None:
+            return self.memory_encrypted, "memory"
+        if self._dm is None:
+            raise InvalidStateError(
+                "a scratch disk needs device-mapper (dm-crypt, dm-integrity) and this kernel "
+                "has none; omit the device to use guest memory"
+            )
+        check_scratch_device(device, self.scratch_devices)
+        return True, "dm-crypt+integrity"
+
     def mount_scratch(self, container_id: str, device: str | None) -> ScratchRecord:
         if container_id in self.scratch:
             raise AlreadyExistsError(f"scratch for {container_id!r} already exists")
         target = self.scratch_target(container_id)
         stack = StorageStack()
+        encrypted, kind = self.scratch_plan(device)
         if device is None:
             # Guest memory: under SEV-SNP it is encrypted with the VM's key, so a tmpfs
             # scratch never reaches the host in the clear.
             mount_scratch_tmpfs(target, stack)
-            record = ScratchRecord(container_id, target, True, "memory", stack)
-        elif self._dm is not None:
-            mount_scratch_crypt(device, target, stack, self._dm, f"ga-scratch-{container_id}")
-            record = ScratchRecord(container_id, target, True, "dm-crypt", stack)
         else:
-            raise InvalidStateError(
-                "a scratch disk needs device-mapper (dm-crypt) and this kernel has none; "
-                "omit the device to use guest memory"
-            )
+            assert self._dm is not None
+            disk = check_scratch_device(device, self.scratch_devices)  # what is used, checked
+            name = self.device_name("scratch", container_id)
+            mount_scratch_crypt(disk, target, stack, self._dm, name)
+        record = ScratchRecord(container_id, target, encrypted, kind, stack)
         with self._lock:
             self.scratch[container_id] = record
         return record

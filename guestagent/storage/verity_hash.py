@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from guestagent.containers import children
+
 __all__ = ["BlockHasher", "digest_blocks", "digest_file_range"]
 
 CHUNK_BYTES = 4 << 20
@@ -102,17 +104,11 @@ class _WorkerPool:
 
     def __init__(self, count: int, argv: list[str]) -> None:
         command = [sys.executable, "-m", "guestagent.storage._hash_worker", *argv]
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[children.Child] = []
         try:
             for _ in range(count):
-                self.procs.append(
-                    subprocess.Popen(
-                        command,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                    )
-                )
+                # Through the agent's one reaper (children.start), never a Popen.wait of ours.
+                self.procs.append(children.start(command, stdin=subprocess.PIPE))
         except OSError:
             self.close()
             raise
@@ -125,9 +121,7 @@ class _WorkerPool:
 
     def close(self) -> None:
         for proc in self.procs:
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            proc.close()
             proc.kill()
             proc.wait()
 
@@ -158,7 +152,7 @@ class _WorkerPool:
         stdin.flush()
 
     @staticmethod
-    def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
+    def _stderr_of(proc: children.Child) -> str:
         proc.kill()
         proc.wait()
         assert proc.stderr is not None

@@ -45,6 +45,7 @@ def attester_entry(name: str = "attester", **extra: Any) -> dict[str, Any]:
         },
         "attestation_socket": True,
         "allow_stdio_access": True,
+        "hostname": "test",  # the one host_spec names
         **extra,
     }
 

@@ -31,11 +31,11 @@ from attestation_helpers import (
 )
 
 from guestagent.attestation import AttestationHub, attestation_entry
+from guestagent.containers.bundle import build_bundle_config
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.reaper import Reaper
-from guestagent.containers.spec import build_bundle_config, enforcement_input
+from guestagent.containers.spec import read_create
 from guestagent.policy.gate import PolicyGate
-from guestagent.policy.rules.create import SCHEMA
 from guestagent.snp.backend import GuestField
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
@@ -86,12 +86,11 @@ def decide_create(gate: PolicyGate, container_id: str, spec: dict[str, Any], roo
         decision = gate.decide(point, request)
         decision.raise_if_denied()
         gate.commit(decision)
-    # Only the fields the policy engine reads (the two packages are being aligned).
-    facts = {k: v for k, v in enforcement_input(container_id, spec, rootfs).items() if k in SCHEMA}
+    facts, seccomp = read_create(container_id, spec, rootfs)
     decision = gate.decide("create_container", facts)
     decision.raise_if_denied()
     gate.commit(decision)
-    return decision
+    return facts, seccomp, decision
 
 
 async def run_attester(chip: Path, policy: bytes, rootfs: Path, client_dir: Path, state: Path):
@@ -100,14 +99,14 @@ async def run_attester(chip: Path, policy: bytes, rootfs: Path, client_dir: Path
     backend = launch(chip, policy)
     gate = PolicyGate(adopted_policy(backend, policy).policy)
     spec = host_spec(ARGV)
-    decision = decide_create(gate, "attester", spec, str(rootfs))
+    facts, seccomp, decision = decide_create(gate, "attester", spec, str(rootfs))
     reaper = Reaper()
     reaper.install()
     manager = ContainerManager(reaper, state / "containers", cgroup_parent=f"ga-att-{os.getpid()}")
     hub = AttestationHub(backend, state)
     try:
         config = build_bundle_config(
-            spec, decision.data, str(rootfs), cgroups_path=manager.cgroups_path("attester")
+            facts, decision.data, cgroups_path=manager.cgroups_path("attester"), seccomp=seccomp
         )
         entry = attestation_entry(decision.data)
         if entry is not None:

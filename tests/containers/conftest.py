@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from container_rootfs import build_busybox_rootfs, host_spec
+from container_rootfs import build_busybox_rootfs, bundle_for, host_spec
 
 from guestagent.containers.manager import ContainerManager
-from guestagent.containers.spec import build_bundle_config
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +23,7 @@ def bundle_config(busybox_rootfs: Path) -> Callable[..., dict[str, Any]]:
 
     def make(manager: ContainerManager, container_id: str, args: list[str], **process: Any):
         spec = host_spec(args, **process)
-        return build_bundle_config(
-            spec, {}, str(busybox_rootfs), cgroups_path=manager.cgroups_path(container_id)
-        )
+        cgroups_path = manager.cgroups_path(container_id)
+        return bundle_for(spec, str(busybox_rootfs), cgroups_path, container_id=container_id)
 
     return make

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from guestagent.containers.bundle import build_bundle_config
+from guestagent.containers.spec import read_create
 from guestagent.demo import assets
 from guestagent.errors import AgentError
 
-__all__ = ["build_busybox_rootfs", "find_static_busybox", "host_spec"]
+__all__ = ["build_busybox_rootfs", "bundle_for", "find_static_busybox", "host_spec"]
 
 
 def find_static_busybox() -> str:
@@ -55,3 +57,16 @@ def host_spec(args: list[str], **process: Any) -> dict[str, Any]:
             "readonlyPaths": ["/proc/sys"],
         },
     }
+
+
+def bundle_for(
+    spec: dict[str, Any],
+    rootfs: str,
+    cgroups_path: str,
+    data: dict[str, Any] | None = None,
+    container_id: str = "c1",
+) -> dict[str, Any]:
+    """config.json for `spec` as the agent writes it: the spec read into facts, and the
+    bundle built from those (with `data` as the decision's)."""
+    facts, seccomp = read_create(container_id, spec, rootfs)
+    return build_bundle_config(facts, data or {}, cgroups_path=cgroups_path, seccomp=seccomp)

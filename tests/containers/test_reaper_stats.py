@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import warnings
 
 import psutil
 from manager_helpers import run, running_manager
 from tests_markers import requires_runtime
 
-from guestagent.containers.reaper import (
-    Reaper,
-    ReaperChildWatcher,
-    exit_code_from_status,
-    is_child_subreaper,
-)
+from guestagent.containers import children
+from guestagent.containers.reaper import Reaper, exit_code_from_status, is_child_subreaper
 from guestagent.containers.stats import agent_health
+from guestagent.storage.verity_hash import BlockHasher
 
 
 def test_exit_codes_follow_the_shell_convention():
@@ -25,17 +21,12 @@ def test_exit_codes_follow_the_shell_convention():
     assert exit_code_from_status(signal.SIGKILL) == 137
 
 
-def test_reaper_reaps_orphans_and_routes_asyncio_subprocesses():
+def test_reaper_reaps_orphans_and_children_of_worker_threads(tmp_path):
     async def scenario():
         reaper = Reaper()
         reaper.install()
-        policy = asyncio.get_event_loop_policy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            previous = policy.get_child_watcher()
-            policy.set_child_watcher(ReaperChildWatcher(reaper))
         try:
-            assert is_child_subreaper()
+            assert is_child_subreaper() and Reaper.active() is reaper
             null = os.open(os.devnull, os.O_RDWR)
             # the shell leaves a grandchild behind: it becomes our orphan to reap
             _pid, status = reaper.spawn(
@@ -48,14 +39,32 @@ def test_reaper_reaps_orphans_and_routes_asyncio_subprocesses():
                     break
                 await asyncio.sleep(0.05)
             assert reaper.reaped_orphans == 1
-            proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", "exit 9")
-            assert await proc.wait() == 9  # asyncio got the status from our reaper
+            # Helper programs in worker threads (mkfs, exec_external) while the reap loop runs:
+            # every status reaches its own caller, none is lost or read as 0.
+            codes = await asyncio.gather(
+                *(
+                    asyncio.to_thread(children.run, ["/bin/sh", "-c", f"echo {n}; exit {n}"])
+                    for n in range(1, 25)
+                )
+            )
+            assert [(c.returncode, c.stdout) for c in codes] == [
+                (n, f"{n}\n".encode()) for n in range(1, 25)
+            ]
+            slow = await asyncio.to_thread(children.run, ["sleep", "30"], timeout=0.3)
+            assert slow.timed_out and slow.returncode == 128 + signal.SIGKILL
+            # The hash worker pool (exec'd processes with pipes) goes through the reaper too.
+            data = tmp_path / "data"
+            data.write_bytes(os.urandom(8 << 20))
+            pooled = BlockHasher(workers=2, chunk_bytes=1 << 20, pool_threshold=0)
+            args = (str(data), 0, 2048, 4096, "sha256", bytes(32), 32)
+            got = await asyncio.to_thread(lambda: [d for _, d in pooled.iter_digests(*args)])
+            want = [d for _, d in BlockHasher(workers=1).iter_digests(*args)]
+            assert len(got) == 8 and b"".join(got) == b"".join(want)
+            assert reaper.describe()["watched"] == []
             assert [p for p in psutil.Process().children() if p.status() == "zombie"] == []
         finally:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                policy.set_child_watcher(previous)
             reaper.close()
+        assert Reaper.active() is None
 
     run(scenario())
 

@@ -89,3 +89,19 @@ def test_invalid_hostnames_are_rejected(name: str) -> None:
 def test_empty_agent_command_is_rejected() -> None:
     with pytest.raises(InvalidArgumentError, match="empty agent"):
         resolve_config([], 'guestagent.agent=""', "")
+
+
+@pytest.mark.parametrize(
+    "cmdline",
+    [
+        'guestagent.serve_args="--snp none --insecure-allow-all"',
+        'guestagent.serve_args="--storage-mode=verified-loop"',
+        'guestagent.agent="python3 -m guestagent serve --storage-mode verified-loop"',
+    ],
+)
+def test_weakening_options_never_come_from_the_kernel_command_line(cmdline):
+    with pytest.raises(InvalidArgumentError, match="weaken enforcement"):
+        resolve_config([], cmdline, "")
+    # The measured configuration file may set them (a development image).
+    env = 'GUESTAGENT_SERVE_ARGS="--snp none --insecure-allow-all"\n'
+    assert "--insecure-allow-all" in resolve_config([], "", env, python="py").agent_argv

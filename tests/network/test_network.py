@@ -115,6 +115,26 @@ def test_interfaces_addresses_routes_and_neighbours_appear(veth_pair):
 
 
 @needs_netns
+def test_a_route_without_interface_takes_the_one_the_kernel_resolves(veth_pair):
+    """The agent rules on, and then names, the interface that reaches the gateway."""
+    ns_a, _ = veth_pair
+
+    async def configure():
+        async with Network(ns_a) as net:
+            await net.link_up("ga0")
+            await net.add_address("ga0", "10.77.0.1/24")
+            resolved = await net.egress_interface("10.77.0.2")
+            unreachable = await net.egress_interface("192.0.2.1")  # no route: no default
+            none = await net.egress_interface(None)
+            await net.add_route("default", gateway="10.77.0.2", ifname=resolved)
+            return resolved, unreachable, none
+
+    assert run(configure()) == ("ga0", None, None)
+    default = ip_json(ns_a, "route", "show", "default")[0]
+    assert (default["gateway"], default["dev"]) == ("10.77.0.2", "ga0")
+
+
+@needs_netns
 def test_configured_pair_really_carries_traffic_and_undo_works(veth_pair):
     ns_a, ns_b = veth_pair
 

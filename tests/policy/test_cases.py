@@ -26,6 +26,8 @@ SUBSTITUTIONS: dict[str, Any] = {
     "$L2": world.L2,
     "$L3": world.L3,
     "$BOGUS": world.layer("bogus"),
+    "$DEV_MEM": world.MEM,
+    "$DEV_FUSE": world.FUSE,
     "$PRIV_CAPS": {
         "bounding": PRIV,
         "effective": PRIV,

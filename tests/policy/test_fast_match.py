@@ -18,6 +18,7 @@ from guestagent.policy.rules._candidates import first_failure
 from guestagent.policy.rules._match import DEFAULT_UNPRIVILEGED_CAPS, expected_caps, match_caps
 from guestagent.policy.rules._mounts import match_mounts, mounts_fit
 from guestagent.policy.state import EMPTY_STATE
+from tests.policy import world
 from tests.policy.world import layer
 
 LAYER = layer("shared")
@@ -88,7 +89,21 @@ def containers(draw: Any, index: int) -> dict[str, Any]:
         "host_network": draw(st.booleans()),
         "devices": draw(st.sampled_from([[], ["/dev/fuse"]])),
         "sysctls": draw(st.sampled_from([{}, {"net.x": "1"}])),
+        **draw(st.sampled_from(RUNTIME_POLICIES)),
     }
+
+
+NOFILE_1024 = {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}
+# Runtime fields of a policy container: none (the defaults), or each set.
+RUNTIME_POLICIES = [
+    {},
+    {"umask": "0077", "hostname": "web-[0-9]+", "masked_paths": ["/etc/motd"]},
+    {
+        "readonly_paths": ["/app"],
+        "rlimits": [NOFILE_1024],
+        "oom_score_adj": {"min": -997, "max": 0},
+    },
+]
 
 
 def create_caps() -> tuple[str, ...]:
@@ -124,7 +139,7 @@ def _fitting(container: Any) -> dict[str, Any]:
         "seccomp_profile_sha256": container.seccomp_profile_sha256,
         "mounts": [],
         "namespaces": NAMESPACES[:5],
-        "devices": sorted(container.devices),
+        "devices": [world.device(path) for path in sorted(container.devices)],
         "sysctl": dict(container.sysctls),
         "terminal": False,
         "privileged": False,
@@ -159,7 +174,13 @@ def requests(draw: Any, policy: Any) -> dict[str, Any]:
         "seccomp_profile_sha256": st.sampled_from(["", layer("seccomp").upper()]),
         "mounts": st.lists(st.sampled_from(MOUNTS), max_size=4),
         "namespaces": st.lists(st.sampled_from(NAMESPACES), unique=True, min_size=3),
-        "devices": st.sampled_from([[], ["/dev/fuse"], ["/dev/mem"]]),
+        "devices": st.sampled_from([[], [world.FUSE], [world.MEM]]),
+        "umask": st.sampled_from([None, 0o022, 0o077]),
+        "hostname": st.sampled_from(["", "web-1", "other"]),
+        "masked_paths": st.sampled_from([[], ["/proc/kcore"], ["/etc/motd"]]),
+        "readonly_paths": st.sampled_from([[], ["/proc/sys"], ["/app"]]),
+        "rlimits": st.sampled_from([[], [NOFILE_1024], [{**NOFILE_1024, "hard": 4096}]]),
+        "oom_score_adj": st.sampled_from([None, 0, -997, 1000]),
         "sysctl": st.sampled_from([{}, {"net.x": "1"}, {"net.x": "2"}]),
         "terminal": st.booleans(),
         "privileged": st.booleans(),
@@ -170,13 +191,14 @@ def requests(draw: Any, policy: Any) -> dict[str, Any]:
         request[name] = draw(fields[name])
     return {
         "container_id": "c1",
+        "umask": None,
+        **world.RUNTIME_FACTS,
         **request,
         "hooks": False,
         "rootfs": "/run/rootfs/c1",
         "privileged_reasons": [],
         "host_namespaces": [],
         "unsupported_fields": [],
-        "umask": None,
     }
 
 
@@ -270,6 +292,7 @@ def test_allowed_data_names_the_surviving_candidates() -> None:
         "host_namespaces": [],
         "unsupported_fields": [],
         "umask": None,
+        **world.RUNTIME_FACTS,
     }
     decision = decide(policy, _with_overlay(policy), "create_container", request)
     assert decision.allowed, decision.reason
@@ -319,6 +342,7 @@ def test_env_and_caps_shortcut_agrees_with_the_rules(case: Any) -> None:
                 "capabilities": caps,
                 "allow_stdio": container.allow_stdio_access,
                 "attestation_socket": container.attestation_socket,
+                "umask": container.runtime.umask,
             }
 
 

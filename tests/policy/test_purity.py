@@ -60,7 +60,12 @@ def test_policy_package_imports_no_io_modules() -> None:
             assert not name.startswith("<call"), f"{path.name} calls {name}"
             if name.startswith("guestagent."):
                 assert name.startswith(
-                    ("guestagent.policy", "guestagent.errors", "guestagent.capabilities")
+                    (
+                        "guestagent.policy",
+                        "guestagent.errors",
+                        "guestagent.capabilities",
+                        "guestagent.runtime_defaults",
+                    )
                 ), name
 
 

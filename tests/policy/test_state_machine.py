@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from guestagent.policy.document import parse_policy
 from guestagent.policy.gate import PolicyGate
 from guestagent.policy.rules._match import expected_caps
+from tests.policy import world
 from tests.policy.world import layer
 
 HASHES = [layer(f"h{i}") for i in range(4)]
@@ -206,7 +207,7 @@ class PolicyMachine(RuleBasedStateMachine):
             "namespaces": lambda r: r["namespaces"].remove("pid"),
             "rootfs": lambda r: r.update(rootfs="/"),
             "caps": lambda r: r["capabilities"]["bounding"].append("CAP_SYS_ADMIN"),
-            "devices": lambda r: r.update(devices=["/dev/mem"]),
+            "devices": lambda r: r.update(devices=[world.MEM]),
             "nnp": lambda r: r.update(no_new_privileges=False),
             "terminal": lambda r: r.update(terminal=True),
             "mount": lambda r: r["mounts"].append(

@@ -110,6 +110,33 @@ LOCKED_POLICY: dict[str, Any] = {
 POLICIES = {"main": MAIN_POLICY, "locked": LOCKED_POLICY}
 
 USER = {"uid": 1000, "gid": 1000, "additional_gids": [10]}
+
+
+def device(path: str, kind: str = "c", major: int = 10, minor: int = 229) -> dict[str, Any]:
+    """A device fact as the agent reads it from the guest's node."""
+    return {
+        "path": path,
+        "type": kind,
+        "major": major,
+        "minor": minor,
+        "file_mode": 0o666,
+        "uid": 0,
+        "gid": 0,
+    }
+
+
+FUSE, MEM = device("/dev/fuse"), device("/dev/mem", "c", 1, 1)
+# The facts the spec reader adds for the runtime fields, as a plain spec gives them.
+RUNTIME_FACTS: dict[str, Any] = {
+    "hostname": "",
+    "readonly_rootfs": False,
+    "masked_paths": [],
+    "readonly_paths": [],
+    "rlimits": [],
+    "oom_score_adj": None,
+    "resources": {},
+    "device_conflicts": [],
+}
 TEMPLATES: dict[str, dict[str, Any]] = {
     "create_web": {
         "container_id": "c1",
@@ -145,6 +172,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "host_namespaces": [],
         "unsupported_fields": [],
         "umask": None,
+        **RUNTIME_FACTS,
     },
     "exec_web": {
         "container_id": "c1",
@@ -171,7 +199,7 @@ TEMPLATES["create_priv"] = {
     "no_new_privileges": False,
     "seccomp_profile_sha256": layer("seccomp"),
     "rootfs": "/run/rootfs/p1",
-    "devices": ["/dev/fuse"],
+    "devices": [FUSE],
     "sysctl": {"net.core.somaxconn": "1024"},
     "terminal": True,
 }

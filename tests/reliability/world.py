@@ -91,6 +91,7 @@ def _container(name: str, command: list[str], layers: list[str], **extra: Any) -
         "working_dir": "/",
         "user": {"uid": 0, "gid": 0, "additional_gids": []},
         "no_new_privileges": True,
+        "hostname": "demo",  # the one assets.host_spec names
         **extra,
     }
 
@@ -100,7 +101,13 @@ def reliability_policy(base_hash: str, extra_hash: str) -> bytes:
     demo = json.loads(assets.demo_policy([base_hash]))
     containers = [
         *demo["containers"],
-        _container("true", TRUE_COMMAND, [base_hash], env_rules=[PATH_RULE, *RE2_RULES]),
+        _container(
+            "true",
+            TRUE_COMMAND,
+            [base_hash],
+            env_rules=[PATH_RULE, *RE2_RULES],
+            devices=["/dev/null"],
+        ),
         _container("sleeper", SLEEP_COMMAND, [base_hash], signals=[15]),
         _container(
             "filler", FILL_COMMAND, [base_hash], mounts=[FILL_MOUNT], allow_stdio_access=True

@@ -18,6 +18,7 @@ from guestagent.storage.mounts import (
     mount_scratch_tmpfs,
     overlay_options,
 )
+from guestagent.storage.owned_image import take_image
 from guestagent.storage.verity_device import root_from_device
 
 pytestmark = pytest.mark.root
@@ -28,7 +29,20 @@ def _mounted_under(prefix: Path) -> list[str]:
         return [line.split()[4] for line in fh if line.split()[4].startswith(str(prefix))]
 
 
-def _loops_backed_by(prefix: Path) -> list[int]:
+def memfd_prefix(workspace: Path) -> str:
+    """What /sys shows as the backing file of a loop over this test's sealed copies."""
+    return f"/memfd:{memfd_name(workspace)}"
+
+
+def memfd_name(workspace: Path) -> str:
+    return f"ga-test-{os.getpid()}-{workspace.name}"
+
+
+def own(image: str, workspace: Path):
+    return take_image(image, [str(workspace)], memfd_name(workspace))
+
+
+def _loops_backed_by(prefix: Path | str) -> list[int]:
     found = []
     for name in os.listdir("/sys/block"):
         if name.startswith("loop"):
@@ -46,6 +60,7 @@ def workspace(tmp_path):
     yield tmp_path
     assert _mounted_under(tmp_path) == [], "mounts leaked"
     assert _loops_backed_by(tmp_path) == [], "loop devices leaked"
+    assert _loops_backed_by(memfd_prefix(tmp_path)) == [], "loop devices leaked"
 
 
 def _layers(tmp_path: Path) -> list[str]:
@@ -78,7 +93,8 @@ def test_overlay_order_whiteouts_and_teardown(workspace):
     targets = []
     for number, image in enumerate(images):
         target = str(workspace / "layers" / str(number))
-        mount_layer_verified(image, target, root_from_device(image), stack)
+        with own(image, workspace) as owned:
+            mount_layer_verified(owned, target, root_from_device(owned.path), stack)
         targets.append(target)
     scratch = mount_scratch_tmpfs(str(workspace / "scratch"), stack)
     rootfs = Path(mount_overlay(targets, scratch, str(workspace / "rootfs"), stack))
@@ -90,14 +106,17 @@ def test_overlay_order_whiteouts_and_teardown(workspace):
     assert (Path(scratch) / "upper" / "etc" / "written").read_text() == "upper"
     with pytest.raises(OSError):
         (Path(targets[0]) / "etc" / "x").write_text("layers are read-only")
-    assert len(_mounted_under(workspace)) == 4 and len(_loops_backed_by(workspace)) == 2
+    assert (
+        len(_mounted_under(workspace)) == 4 and len(_loops_backed_by(memfd_prefix(workspace))) == 2
+    )
     stack.teardown()  # the fixture asserts nothing is left
 
 
 def test_failure_midway_unwinds_everything(workspace):
     images = _layers(workspace)
     with pytest.raises(AgentError), StorageStack() as stack:
-        mount_layer_verified(images[0], str(workspace / "l0"), root_from_device(images[0]), stack)
+        owned = stack_image(images[0], workspace, stack)
+        mount_layer_verified(owned, str(workspace / "l0"), root_from_device(owned.path), stack)
         mount_scratch_tmpfs(str(workspace / "scratch"), stack)
         # a file where the overlay target must be a directory: the mount fails
         (workspace / "notadir").write_text("")
@@ -114,9 +133,15 @@ def test_tampered_layer_is_not_mounted(workspace):
         fh.seek(0)
         fh.write(bytes([data[0] ^ 1]) + data[1:])
     stack = StorageStack()
-    with pytest.raises(IntegrityError, match="data block 0"):
-        mount_layer_verified(images[0], str(workspace / "l0"), info, stack)
+    with pytest.raises(IntegrityError, match="data block 0"), own(images[0], workspace) as owned:
+        mount_layer_verified(owned, str(workspace / "l0"), info, stack)
     stack.teardown()
+
+
+def stack_image(path: str, workspace: Path, stack: StorageStack):
+    owned = own(path, workspace)
+    stack.push(owned.close)
+    return owned
 
 
 def test_overlay_options_put_top_layer_first():

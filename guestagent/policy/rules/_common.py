@@ -21,6 +21,7 @@ __all__ = [
     "is_opt_str",
     "is_str",
     "is_str_list",
+    "is_u64",
     "is_user",
 ]
 
@@ -65,6 +66,11 @@ def is_bool(value: Any, name: str) -> None:
 def is_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
         raise BadInput(name, "expected an integer in [0, 2**32)")
+
+
+def is_u64(value: Any, name: str) -> None:
+    if type(value) is not int or not 0 <= value < 2**64:
+        raise BadInput(name, "expected an integer in [0, 2**64)")
 
 
 def is_str_list(value: Any, name: str) -> None:

@@ -26,6 +26,10 @@ _INT = frozenset({int})
 _U32 = 2**32
 _MAX_MOUNTS = 1024
 _MAX_SYSCTL = 1024
+_MAX_RESOURCES = 64
+_U64 = 2**64
+_I64 = 2**63
+_rlimit = itemgetter("type", "soft", "hard")
 
 _caps = itemgetter(*CAP_SET_NAMES)
 _user = itemgetter("uid", "gid", "additional_gids")
@@ -57,6 +61,14 @@ _CREATE = (
     "hooks",
     "privileged",
     "umask",
+    "hostname",
+    "readonly_rootfs",
+    "masked_paths",
+    "readonly_paths",
+    "rlimits",
+    "oom_score_adj",
+    "resources",
+    "device_conflicts",
 )
 _exec_fields = itemgetter(*(name for name, _ in _PROCESS))
 _EXEC_TYPES = tuple(kind for _, kind in _PROCESS)
@@ -100,6 +112,33 @@ def _cap_sets(caps: dict[str, Any]) -> tuple[list[str], ...] | None:
     return None
 
 
+def _rlimits_ok(rlimits: list[Any], texts: list[Any]) -> bool:
+    """Each rlimit a {type, soft, hard} record; its type joins `texts`."""
+    for rlimit in rlimits:
+        if type(rlimit) is not dict or len(rlimit) != 3:
+            return False
+        try:
+            kind, soft, hard = _rlimit(rlimit)
+        except KeyError:
+            return False
+        if type(soft) is not int or type(hard) is not int:
+            return False
+        if not (0 <= soft < _U64 and 0 <= hard < _U64):
+            return False
+        texts.append(kind)
+    return True
+
+
+def _resources_ok(resources: dict[Any, Any], texts: list[Any]) -> bool:
+    """Each limit an int64/uint64 or a string; the strings join `texts`."""
+    for value in resources.values():
+        if type(value) is str:
+            texts.append(value)
+        elif type(value) is not int or not -_I64 <= value < _U64:
+            return False
+    return True
+
+
 def exec_input_ok(req: Any) -> bool:
     """True if the exec_in_container input is certainly well formed."""
     if type(req) is not dict or len(req) != len(_PROCESS):
@@ -130,7 +169,8 @@ def create_input_ok(req: Any) -> bool:
         return False
     cid, working_dir, argv, env, user, caps, nnp, terminal, seccomp, rootfs = values[:10]
     ns, devices, reasons, host_ns, unsupported, mounts, sysctl, hooks, privileged = values[10:19]
-    umask = values[19]
+    umask, hostname, readonly_rootfs, masked, readonly, rlimits, oom, resources = values[19:27]
+    conflicts = values[27]
     # The strings are checked with all the others below; here the containers and flags.
     lists_ok = (
         type(argv) is list
@@ -146,7 +186,16 @@ def create_input_ok(req: Any) -> bool:
         return False
     if not (type(nnp) is bool and type(terminal) is bool and type(hooks) is bool):
         return False
-    if type(privileged) is not bool:
+    if type(privileged) is not bool or type(readonly_rootfs) is not bool:
+        return False
+    # Rare shapes (devices, and device conflicts: a denial) take the exact check.
+    if devices or conflicts or type(conflicts) is not list:
+        return False
+    if type(masked) is not list or type(readonly) is not list or type(rlimits) is not list:
+        return False
+    if type(resources) is not dict or len(resources) > _MAX_RESOURCES:
+        return False
+    if oom is not None and (type(oom) is not int or not -1000 <= oom <= 1000):
         return False
     if umask is not None and (type(umask) is not int or not 0 <= umask < _U32):
         return False
@@ -170,7 +219,12 @@ def create_input_ok(req: Any) -> bool:
         return False
     if gids and not (set(map(type, gids)) <= _INT and min(gids) >= 0 and max(gids) < _U32):
         return False
-    texts = [cid, working_dir, seccomp, rootfs, *argv, *env, *ns, *devices, *reasons, *host_ns]
+    texts = [cid, working_dir, seccomp, rootfs, hostname, *argv, *env, *ns, *reasons, *host_ns]
+    texts += (*masked, *readonly, *resources)
+    if rlimits and not _rlimits_ok(rlimits, texts):
+        return False
+    if resources and not _resources_ok(resources, texts):
+        return False
     texts += (*unsupported, *b, *e, *i, *p, *a, *sysctl)
     texts += sysctl.values()
     for mount in mounts:

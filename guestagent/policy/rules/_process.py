@@ -81,6 +81,7 @@ def env_and_caps(
                 "capabilities": caps,
                 "allow_stdio": c.allow_stdio_access,
                 "attestation_socket": c.attestation_socket,
+                "umask": c.runtime.umask,
             }
     env, failure = match_env(matcher, asked_env, policy.allow_environment_variable_dropping)
     if env is None:
@@ -100,4 +101,5 @@ def env_and_caps(
         "capabilities": caps,
         "allow_stdio": c.allow_stdio_access,
         "attestation_socket": c.attestation_socket,
+        "umask": c.runtime.umask,
     }

@@ -30,6 +30,15 @@ from guestagent.policy.rules._common import (
 from guestagent.policy.rules._fastinput import create_input_ok
 from guestagent.policy.rules._mounts import match_mounts, mounts_fit
 from guestagent.policy.rules._process import env_and_caps
+from guestagent.policy.rules._runtime import (
+    RUNTIME_CHECKS,
+    hostname_allowed,
+    is_devices,
+    is_oom_score_adj,
+    is_resources,
+    is_rlimits,
+    rlimits_allowed,
+)
 from guestagent.policy.state import PolicyState, Transition
 
 __all__ = ["BASE_NAMESPACES", "KNOWN_NAMESPACES", "decide_create_container"]
@@ -77,7 +86,7 @@ SCHEMA = {
     "mounts": _is_mounts,
     "namespaces": is_str_list,
     "hooks": is_bool,
-    "devices": is_str_list,
+    "devices": is_devices,
     "sysctl": _is_sysctl,
     "terminal": is_bool,
     "rootfs": is_str,
@@ -89,6 +98,15 @@ SCHEMA = {
     "host_namespaces": is_str_list,
     "unsupported_fields": is_str_list,
     "umask": lambda value, name: None if value is None else is_int(value, name),
+    # Facts for the runtime fields (docs/policy.md, "The host's spec").
+    "device_conflicts": is_str_list,
+    "readonly_rootfs": is_bool,
+    "hostname": is_str,
+    "masked_paths": is_str_list,
+    "readonly_paths": is_str_list,
+    "rlimits": is_rlimits,
+    "oom_score_adj": is_oom_score_adj,
+    "resources": is_resources,
 }
 
 
@@ -126,7 +144,7 @@ def _namespaces(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _devices(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
-    extra = sorted(set(req["devices"]) - c.devices)
+    extra = sorted({d["path"] for d in req["devices"]} - c.devices)
     if extra:
         return {
             "why": f"device {extra[0]} is not allowed",
@@ -171,6 +189,7 @@ CHECKS: tuple[Check, ...] = (
     ("devices", _devices),
     ("sysctl", _sysctl),
     ("mounts", _mounts),
+    *RUNTIME_CHECKS,
 )
 
 
@@ -216,6 +235,13 @@ def _precheck(
             asked=req["unsupported_fields"],
             allowed=[],
         )
+    if req["device_conflicts"]:
+        return deny(
+            point,
+            "devices",
+            f"device {req['device_conflicts'][0]}",
+            asked=req["device_conflicts"],
+        )
     if not KNOWN_NAMESPACES.issuperset(req["namespaces"]):
         unknown = sorted(set(req["namespaces"]) - KNOWN_NAMESPACES)
         return deny(
@@ -231,7 +257,7 @@ def _precheck(
 def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp: str) -> bool:
     """True iff no check in CHECKS fails for `c`: the same tests, in the same order, without
     building explanations (tests/policy/test_fast_match.py holds them to agree)."""
-    user, rule = req["user"], c.user
+    user, rule, runtime, oom = req["user"], c.user, c.runtime, req["oom_score_adj"]
     return (
         argv == c.command
         and req["working_dir"] == c.working_dir
@@ -243,11 +269,17 @@ def _passes(c: Container, req: Mapping[str, Any], argv: tuple[str, ...], seccomp
         and seccomp == c.seccomp_profile_sha256
         and (c.allow_terminal or not req["terminal"])
         and (BASE_NAMESPACES if c.host_network else _WITH_NETWORK).issubset(req["namespaces"])
-        and c.devices.issuperset(req["devices"])
+        and (not req["devices"] or _devices(c, req) is None)
         and (not req["sysctl"] or _sysctl(c, req) is None)
         and mounts_fit(
             c.mounts, c.mounts_by_destination, req["mounts"], c.allow_elevated and req["privileged"]
         )
+        and (req["umask"] is None or req["umask"] == runtime.umask)
+        and (not req["hostname"] or hostname_allowed(c, req) is None)
+        and runtime.masked_paths.issuperset(req["masked_paths"])
+        and runtime.readonly_paths.issuperset(req["readonly_paths"])
+        and (not req["rlimits"] or rlimits_allowed(c, req) is None)
+        and (oom is None or runtime.oom_score_adj[0] <= oom <= runtime.oom_score_adj[1])
     )
 
 

@@ -19,6 +19,8 @@ __all__ = [
     "decide_runtime_logging",
 ]
 
+# The kinds of network change made on an interface (dns and hosts are files).
+_ON_AN_INTERFACE = frozenset({"interface", "address", "route", "neighbor"})
 # Setuid, setgid and sticky bits are never granted to a copied file.
 _SPECIAL_MODE_BITS = 0o7000
 
@@ -66,6 +68,16 @@ def decide_network_change(policy: Policy, state: PolicyState, req: Mapping[str, 
             allowed=sorted(rules.kinds),
         )
     name = req.get("interface")
+    if rules.interface_patterns and kind in _ON_AN_INTERFACE and name is None:
+        # A route without an interface goes where the kernel sends its gateway: the agent
+        # resolves that interface, and when it cannot, nothing says the route is allowed.
+        return deny(
+            point,
+            "interface",
+            f"the interface of this {kind} change could not be resolved in the guest",
+            asked=None,
+            allowed=[p.source for p in rules.interface_patterns],
+        )
     if rules.interface_patterns and name is not None:
         is_str(name, "interface")
         if not any(p.matches(name) for p in rules.interface_patterns):

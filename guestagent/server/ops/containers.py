@@ -1,8 +1,9 @@
-"""Container lifecycle and stdio: the host's OCI spec is read, ruled on, then rebuilt.
+"""Container lifecycle and stdio: the host's OCI spec is read into facts, ruled on, rebuilt.
 
-The runtime never sees the host's spec: `build_bundle_config` makes a new one from vetted
-parts (rootfs is always the overlay the agent assembled; env and capabilities come from the
-policy's decision). Streams the policy does not grant are not opened at all.
+The runtime never sees the host's spec: `build_bundle_config` writes config.json from the
+facts the decision saw and the agent's own constants (rootfs is always the overlay the agent
+assembled; env, capabilities and umask come from the policy's decision). Streams the policy
+does not grant are not opened at all.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from guestagent.attestation.hub import attestation_entry
+from guestagent.containers.bundle import build_bundle_config
 from guestagent.containers.exec_spec import build_exec_process, exec_input
 from guestagent.containers.process import OutputStream, StdioOptions
-from guestagent.containers.spec import build_bundle_config, enforcement_input
+from guestagent.containers.spec import read_create
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.server.operation import Call, Operation, Prepared
@@ -33,7 +35,8 @@ def _stdio(decision_data: Any, stdin: bool) -> StdioOptions:
 
 def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
     rootfs = agent.storage.rootfs_target(args["container_id"])
-    return Prepared(enforcement_input(args["container_id"], args["spec"], rootfs), rootfs)
+    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs)
+    return Prepared(facts, seccomp)
 
 
 async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
@@ -41,7 +44,7 @@ async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
     cid = call.args["container_id"]
     assert call.decision is not None
     config = build_bundle_config(
-        call.args["spec"], call.decision.data, call.context, cgroups_path=manager.cgroups_path(cid)
+        call.facts, call.decision.data, cgroups_path=manager.cgroups_path(cid), seccomp=call.context
     )
     entry = attestation_entry(call.decision.data)
     if entry is not None:

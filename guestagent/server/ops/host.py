@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from guestagent.containers import children
 from guestagent.containers.stats import agent_health
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.schema import Field, optional_identifier
@@ -79,27 +80,25 @@ async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
     env = dict(item.partition("=")[::2] for item in args["env"])
     try:
-        process = await asyncio.create_subprocess_exec(
-            *args["argv"],
-            cwd=args["working_dir"],
+        # In a worker thread, through the agent's one reaper (never asyncio's child watchers).
+        done = await asyncio.to_thread(
+            children.run,
+            args["argv"],
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            cwd=args["working_dir"],
+            timeout=args["timeout"],
+            limit=MAX_CAPTURE,
         )
     except OSError as exc:
         raise AgentError(
             f"cannot run {args['argv'][0]}: {exc.strerror}", code=ErrorCode.RUNTIME
         ) from exc
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), args["timeout"])
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    if done.timed_out:
         raise AgentError(
             f"{args['argv'][0]} did not finish within {args['timeout']} s", code=ErrorCode.TIMEOUT
-        ) from None
-    result: dict[str, Any] = {"exit_code": process.returncode}
+        )
+    out, err = done.stdout, done.stderr
+    result: dict[str, Any] = {"exit_code": done.returncode}
     if allow_stdio:
         result.update(stdout=out[:MAX_CAPTURE], stderr=err[:MAX_CAPTURE])
     return result

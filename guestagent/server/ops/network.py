@@ -35,6 +35,18 @@ def _facts(kind: str, interface: str | None = None) -> Any:
     return prepare
 
 
+async def prepare_route(agent: Agent, args: dict[str, Any]) -> Prepared:
+    """A route without an interface is ruled on the interface the kernel would use: the one
+    that reaches its gateway in the guest. That interface is then named when the route is
+    added, so the route takes the interface the policy allowed. None (unresolved) is denied
+    wherever the policy constrains interface names."""
+    facts: dict[str, Any] = {"kind": "route", **args}
+    if args["interface"] is None:
+        async with Network() as net:
+            facts["interface"] = await net.egress_interface(args["gateway"])
+    return Prepared(facts)
+
+
 async def set_link(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
     async with Network() as net:
@@ -54,7 +66,7 @@ async def add_route(agent: Agent, call: Call) -> dict[str, Any]:
         return await net.add_route(
             args["destination"],
             gateway=args["gateway"],
-            ifname=args["interface"],
+            ifname=call.facts["interface"],  # the one the decision saw (prepare_route)
             metric=args["metric"],
         )
 
@@ -125,7 +137,7 @@ OPERATIONS = [
         add_route,
         point="network_change",
         mutating=True,
-        prepare=_facts("route", "interface"),
+        prepare=prepare_route,
         args={
             "destination": TEXT,
             "gateway": Field((str, type(None)), default=None),

@@ -21,19 +21,18 @@ __all__ = ["OPERATIONS"]
 
 async def prepare_mount_layer(agent: Agent, args: dict[str, Any]) -> Prepared:
     storage = agent.storage
-    source = storage.check_source(args["source"])
-    info = await asyncio.to_thread(storage.measure_layer, source)
+    layer = await asyncio.to_thread(storage.open_layer, args["layer_id"], args["source"])
     target = storage.layer_target(args["layer_id"])
-    return Prepared({"target": target, "device_hash": info.root_hash}, (source, info))
+    # The dispatcher closes the context (the sealed copy) whether or not the policy allows.
+    return Prepared({"target": target, "device_hash": layer.info.root_hash}, layer)
 
 
 async def mount_layer(agent: Agent, call: Call) -> dict[str, Any]:
-    source, info = call.context
     assert call.decision is not None
     # The policy's choice: error (EIO), restart_on_corruption or panic_on_corruption.
     corruption = call.decision.data.get("corruption_mode", "error").removesuffix("_on_corruption")
     record = await asyncio.to_thread(
-        agent.storage.mount_layer, call.args["layer_id"], source, info, corruption
+        agent.storage.mount_layer, call.args["layer_id"], call.context, corruption
     )
     return record.describe()
 
@@ -47,12 +46,13 @@ async def unmount_layer(agent: Agent, call: Call) -> dict[str, Any]:
     return {"layer_id": call.args["layer_id"]}
 
 
-def prepare_mount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
-    # Memory scratch is encrypted by SEV-SNP; a disk is encrypted by dm-crypt when the kernel
-    # has it. The registry refuses a disk it cannot encrypt, so `encrypted` is always true
-    # today; the policy still rules on it so that a future plain-disk mode needs its flag.
-    target = agent.storage.scratch_target(args["container_id"])
-    return Prepared({"target": target, "encrypted": True})
+async def prepare_mount_scratch(agent: Agent, args: dict[str, Any]) -> Prepared:
+    # What would really be built: guest memory is encrypted only under SEV-SNP; a disk only
+    # as dm-crypt over dm-integrity. The policy rules on it (allow_unencrypted_scratch).
+    storage = agent.storage
+    encrypted, kind = await asyncio.to_thread(storage.scratch_plan, args["device"])
+    target = storage.scratch_target(args["container_id"])
+    return Prepared({"target": target, "encrypted": encrypted}, kind)
 
 
 async def mount_scratch(agent: Agent, call: Call) -> dict[str, Any]:
