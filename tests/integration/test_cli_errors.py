@@ -22,7 +22,8 @@ def guestagent(*args: str) -> subprocess.CompletedProcess[str]:
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, command: str):
     assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    # The daemon's structured log lines (JSON objects) may come first; the error is one line.
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith('{"ts":')]
     assert len(lines) == 1 and lines[0].startswith(f"guestagent {command}: "), result.stderr
     return lines[0]
 
