@@ -20,6 +20,7 @@ import sys
 
 from guestagent import __version__
 from guestagent.errors import AgentError
+from guestagent.printable import printable
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "error", "main"]
 
@@ -32,8 +33,7 @@ EXIT_PIPE_CLOSED = 141
 
 def error(command: str, message: str) -> None:
     """The one error line: `guestagent COMMAND: MESSAGE`, control characters escaped."""
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
-    print(f"guestagent {command}: {text}", file=sys.stderr, flush=True)
+    print(f"guestagent {command}: {printable(str(message))}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from guestagent.policy.summary_text import format_summary
+from guestagent.printable import printable
 from guestagent.snp.report import parse_report
 from guestagent.snp.show import format_report
 
@@ -28,7 +29,7 @@ def cell(value: Any, limit: int = MAX_CELL) -> str:
         text = ", ".join(cell(v, limit) for v in value) or "-"
     else:
         text = str(value)
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

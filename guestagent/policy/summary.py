@@ -14,6 +14,7 @@ from typing import Any
 from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES
 from guestagent.policy.containers import CAPABILITY_SETS, Container, EnvRule
 from guestagent.policy.document import Policy
+from guestagent.printable import printable
 
 __all__ = ["DANGEROUS_CAPABILITIES", "SHELLS", "argv_text", "printable", "signal_name", "summarize"]
 
@@ -44,20 +45,6 @@ _SIGNAL_NAMES = (
     "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
     "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
 )  # fmt: skip
-
-
-def printable(text: str) -> str:
-    """`text` with every unprintable character (controls, bidi, zero-width) escaped."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def argv_text(argv: Any) -> str:
