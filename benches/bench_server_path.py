@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import Row, markdown_table, median
 from bench_protocol import HEADER, BareEcho
 
+from guestagent.rpc.pool import ConnectionPool
 from guestagent.server.agent import Agent, AgentConfig
-from guestagent.server.connection import Connection
 
 
 class CollectingTransport(asyncio.Transport):
@@ -72,7 +72,8 @@ def measure(requests: int, rounds: int = 5) -> dict[str, float]:
     async def run() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as state:
             agent = Agent(AgentConfig(snp="none", state_dir=state, manage_containers=False))
-            ours = Connection(agent)
+            pool = ConnectionPool(agent, "bench", agent.budget, agent.limits)
+            ours = pool.factory()
             ours.connection_made(CollectingTransport())
             ours.data_received(frame(0, "hello", {"protocol": 1}))
             theirs = BareEcho()

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_agent_containers
 import bench_agent_process
+import bench_kata
 import bench_points
 import bench_protocol
 import bench_server_path
@@ -45,6 +46,7 @@ def sections(options: argparse.Namespace) -> list[tuple[str, Callable[[], list[R
         ("verity", lambda: bench_verity.rows(options.verity_size, repeat=1 if quick else 2)),
         ("containers", lambda: bench_agent_containers.rows(5 if quick else 20)),
         ("agent process", lambda: bench_agent_process.rows(2 if quick else 5)),
+        ("kata protocol", lambda: bench_kata.rows(5 if quick else 20)),
     ]
 
 

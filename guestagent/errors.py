@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "agent.shutting_down"
     MODE_REFUSED = "agent.mode_refused"
     TIMEOUT = "agent.timeout"
+    TOO_MANY_CONNECTIONS = "agent.too_many_connections"
     INTERNAL = "internal"
 
 

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 RUNTIME_PACKAGES=(python3 python3-venv runc erofs-utils busybox-static cryptsetup-bin util-linux
   iproute2 kmod)
 # What the host test tier runs for real besides the runtime packages (extend, don't fork).
-TEST_PACKAGES=(e2fsprogs cpio openssl systemd crun)
+TEST_PACKAGES=(e2fsprogs cpio openssl systemd crun protobuf-compiler golang-go
+  golang-github-containerd-ttrpc-dev)
 EXTRAS=""
 
 for arg in "$@"; do

@@ -11,7 +11,6 @@ Results print as JSON with bytes decoded: text when they are printable UTF-8, el
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import signal
@@ -20,9 +19,10 @@ from typing import Any
 
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
 from guestagent.client import AgentConnectionError, Client, RemoteError
+from guestagent.client.display import decoded
 from guestagent.errors import AgentError
 
-__all__ = ["decoded", "parse_assignments", "register", "to_json"]
+__all__ = ["ArgumentError", "parse_assignments", "register"]
 
 CONNECT_ENV = "GUESTAGENT_CONNECT"
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
@@ -129,34 +129,6 @@ def parse_assignments(
         else:
             args[key] = _typed(key, value, (schema or {}).get(key))
     return args
-
-
-def decoded(value: Any) -> Any:
-    """JSON-ready: bytes as text when printable UTF-8, else {"base64": ...}."""
-    if isinstance(value, bytes):
-        try:
-            text = value.decode()
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and all(ch.isprintable() or ch in "\n\t\r" for ch in text):
-            return text
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): decoded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [decoded(v) for v in value]
-    return value
-
-
-def to_json(value: Any) -> Any:
-    """Results may hold bytes: show them as hex (short) or base64 (long)."""
-    if isinstance(value, bytes):
-        return value.hex() if len(value) <= 64 else {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_json(v) for v in value]
-    return value
 
 
 def _describe_field(name: str, field: Any) -> str:

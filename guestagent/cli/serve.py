@@ -9,6 +9,7 @@ import sys
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
+from guestagent.rpc.host import DEFAULT_LIMITS
 from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.logs import configure_logging
 from guestagent.snp.sim import SimConfig
@@ -45,6 +46,34 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="requests in flight per connection before reading pauses",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_LIMITS.max_connections,
+        metavar="N",
+        help="open connections per listener (new ones evict those that never said hello)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.handshake_timeout,
+        metavar="SECONDS",
+        help="time a connection has to complete hello",
+    )
+    parser.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.frame_timeout,
+        metavar="SECONDS",
+        help="time a frame may take to arrive once it has started",
+    )
+    parser.add_argument(
+        "--buffer-budget",
+        type=int,
+        default=DEFAULT_LIMITS.buffer_budget,
+        metavar="BYTES",
+        help="bytes of large partial frames all connections may hold at once",
+    )
     parser.add_argument("--state-dir", default="/run/guestagent", metavar="DIR")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -68,6 +97,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="URI",
         help="serve the read-only debug console here (e.g. vsock://any:1025)",
+    )
+    parser.add_argument(
+        "--kata",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="also speak the Kata agent protocol (ttrpc) here, e.g. vsock://any:1024 with the "
+        "native protocol moved to another port; see docs/kubernetes.md",
     )
     parser.add_argument(
         "--policy", metavar="FILE", help="policy (JSON or initdata TOML) to adopt at start-up"
@@ -114,8 +151,14 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     listen = args.listen or ["vsock://any:1024"]
-    for uri in listen:
+    for uri in [*listen, *args.kata]:
         parse_uri(uri)  # fail on a bad URI before anything starts
+    shared = sorted(set(listen) & set(args.kata))
+    if shared:
+        raise AgentError(
+            f"{shared[0]} is given to both --listen and --kata: the two protocols need "
+            "separate listeners (docs/kubernetes.md)"
+        )
     if args.max_frame < 1024:
         raise AgentError(f"--max-frame must be at least 1024 bytes, got {args.max_frame}")
     sim_config = None
@@ -130,6 +173,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         listen=listen,
         max_frame=args.max_frame,
         max_in_flight=max(1, args.max_in_flight),
+        max_connections=max(1, args.max_connections),
+        handshake_timeout=max(0.1, args.handshake_timeout),
+        frame_timeout=max(0.1, args.frame_timeout),
+        buffer_budget=max(0, args.buffer_budget),
         insecure_allow_all=args.insecure_allow_all,
         state_dir=args.state_dir,
         snp=args.snp,
@@ -144,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         cgroup_parent=args.cgroup_parent,
         console=args.console,
         trace_file=args.trace,
+        kata=args.kata,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from guestagent.console import inspect_agent, inspect_system
 from guestagent.protocol.schema import Field
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.console.server import ConsoleServer

@@ -1,29 +1,28 @@
 """The console's listeners: the agent's connection and dispatch machinery, its own table.
 
-`ConsoleServer` stands in for the agent towards `server.connection.Connection` and
-`server.dispatch.Dispatcher` (it has the attributes they read), so framing, handshake, flow
-control and error replies are exactly the agent's. What differs is the operation table: only
-`console_operations()`, all read-only and all gated. `ConsoleDispatcher` refuses at
-construction any operation that is mutating or not gated at a `console_` point, and refuses
-again at run time, so a mistake in the table cannot open a write path.
+`ConsoleServer` is a `rpc.host.ConnectionHost` (and a `rpc.dispatch.PolicyHost`), so framing,
+handshake, limits, flow control and error replies are exactly the agent's. What differs is
+the operation table: only `console_operations()`, all read-only and all gated.
+`ConsoleDispatcher` refuses at construction any operation that is mutating or not gated at a
+`console_` point, and refuses again at run time, so a mistake in the table cannot open a write path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guestagent import __version__
 from guestagent.console.commands import console_operations
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.messages import PROTOCOL_VERSION
-from guestagent.server.connection import Connection
-from guestagent.server.dispatch import Dispatcher
-from guestagent.server.operation import Operation
+from guestagent.rpc.connection import Connection
+from guestagent.rpc.dispatch import Dispatcher
+from guestagent.rpc.host import ConnectionLimits
+from guestagent.rpc.operation import Operation
+from guestagent.rpc.pool import BufferBudget, ConnectionPool
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
@@ -38,13 +37,12 @@ log = logging.getLogger("guestagent.console")
 # The agent's own port is vsock 1024; the console listens beside it.
 DEFAULT_CONSOLE_URI = "vsock://any:1025"
 CONSOLE_MAX_FRAME = 1 << 20  # requests are tiny; replies (process lists) stay well under
-CONSOLE_MAX_IN_FLIGHT = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleConfig:
-    max_frame: int = CONSOLE_MAX_FRAME
-    max_in_flight: int = CONSOLE_MAX_IN_FLIGHT
+CONSOLE_LIMITS = ConnectionLimits(
+    max_frame=CONSOLE_MAX_FRAME,
+    max_in_flight=8,
+    max_connections=16,
+    buffer_budget=4 * CONSOLE_MAX_FRAME,
+)
 
 
 class ConsoleDispatcher(Dispatcher):
@@ -54,7 +52,7 @@ class ConsoleDispatcher(Dispatcher):
         operations = list(operations)
         for operation in operations:
             _check_read_only(operation)
-        super().__init__(host, operations)  # type: ignore[arg-type]
+        super().__init__(host, operations)
         self.requests = 0
 
     def lookup(self, name: str) -> Operation:
@@ -80,55 +78,52 @@ class ConsoleServer:
     def __init__(self, view: AgentView, listen: Sequence[str] = (DEFAULT_CONSOLE_URI,)) -> None:
         self.view = view
         self.uris = list(listen)
-        self.config = ConsoleConfig()
+        self.limits = CONSOLE_LIMITS
         self.dispatcher = ConsoleDispatcher(self, console_operations())
-        self.connections: set[Connection] = set()
+        self.pools: list[ConnectionPool] = []
         self.listeners: list[Listener] = []
         self.shutting_down = False
         self.started_at = time.monotonic()
-        self.connections_total = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._budget = BufferBudget(self.limits.buffer_budget)
 
-    # -- what Connection and Dispatcher read from their host -------------------------------
+    # -- what connections and the dispatcher read from their host ---------------------------
     def decide(
-        self, point: str, facts: dict[str, Any], args: Mapping[str, Any] | None = None
+        self, point: str, facts: Mapping[str, Any], args: Mapping[str, Any] | None = None
     ) -> Decision:
         return self.view.decide(point, facts)  # a console input is `{}`: nothing more to trace
-
-    def track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def hello_result(self) -> dict[str, Any]:
         return {
             "protocol": PROTOCOL_VERSION,
             "agent": f"guestagent {__version__} debug console (read-only)",
             "ops": sorted(self.dispatcher.table),
-            "max_frame": self.config.max_frame,
+            "max_frame": self.limits.max_frame,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         for uri in self.uris:
-            listener = await listen(parse_uri(uri), self._connection)
+            pool = ConnectionPool(self, uri, self._budget, self.limits)
+            listener = await listen(parse_uri(uri), pool.factory)
+            self.pools.append(pool)
             self.listeners.append(listener)
             log.info("debug console listening", extra={"uri": uri})
 
-    def _connection(self) -> Connection:
-        self.connections_total += 1
-        return Connection(self)  # type: ignore[arg-type]
+    @property
+    def connections(self) -> list[Connection]:
+        return [connection for pool in self.pools for connection in pool.connections]
+
+    @property
+    def connections_total(self) -> int:
+        return sum(pool.opened_total for pool in self.pools)
 
     async def stop(self) -> None:
         self.shutting_down = True
         for listener in self.listeners:
             await listener.close()
         self.listeners.clear()
-        for connection in list(self.connections):
-            connection.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pool in self.pools:
+            await pool.stop(grace=0.0)  # reads only: answered at once
 
     def counters(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from guestagent.cli.ctl import to_json
+from guestagent.client.display import to_json
 from guestagent.console.commands import COMMANDS, DECISION_FILTERS
 from guestagent.console.render import render
 

@@ -23,7 +23,7 @@ from typing import IO
 
 from guestagent.containers.reaper import Reaper
 
-__all__ = ["Child", "Completed", "run", "start"]
+__all__ = ["Child", "Completed", "complete", "run", "start"]
 
 DEFAULT_LIMIT = 1 << 20
 
@@ -117,7 +117,14 @@ def run(
 
     On timeout the child is killed and `timed_out` set (its output so far is kept).
     """
-    child = start(argv, env=env, cwd=cwd)
+    return complete(start(argv, env=env, cwd=cwd), timeout=timeout, limit=limit)
+
+
+def complete(
+    child: Child, *, timeout: float | None = None, limit: int = DEFAULT_LIMIT
+) -> Completed:
+    """`run` for a child already started: a caller that holds `child` can kill it meanwhile
+    (its pipes then close and this returns)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         out, err, timed_out = _collect(child, deadline, limit)

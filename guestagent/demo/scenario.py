@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guestagent.cli.ctl import to_json
 from guestagent.client import Client, RemoteError
+from guestagent.client.display import to_json
 from guestagent.demo import assets
 from guestagent.errors import AgentError
 from guestagent.policy.measure import measure

@@ -52,6 +52,14 @@ class Framer:
         """Bytes received that do not yet form a whole frame."""
         return len(self._buffer)
 
+    @property
+    def expected(self) -> int:
+        """Bytes the frame in progress takes in all (header and body); 0 when there is none."""
+        buffer = self._buffer
+        if len(buffer) < HEADER_SIZE:
+            return len(buffer) and HEADER_SIZE
+        return HEADER_SIZE + HEADER.unpack_from(buffer)[0]
+
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
         # With nothing pending (the usual case) frames are cut straight from `data`: one copy

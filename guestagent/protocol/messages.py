@@ -16,6 +16,7 @@ from guestagent.errors import ErrorCode, ProtocolError
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_ERROR_REPLY",
     "PROTOCOL_VERSION",
     "Request",
     "decode_reply",
@@ -31,6 +32,9 @@ PROTOCOL_VERSION = 1
 MAX_DEPTH = 32
 MAX_ID = 2**63 - 1
 REQUEST_KEYS = frozenset({"id", "op", "args"})
+# An error reply carries a message capped at 3 KiB and details: the whole reply stays under
+# this, so an error can never be a way to make the agent send (or the host buffer) much.
+MAX_ERROR_REPLY = 8192
 _PLAIN_SCALARS = (str, bytes, bool, int, float, type(None))
 
 
@@ -65,6 +69,9 @@ def check_plain(value: Any, depth: int = 0, path: str = "args") -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
+            if type(key) is not str:
+                # msgpack lets bin keys through; every handler indexes by str, so say so here.
+                raise ProtocolError(f"{path}: map keys must be strings, got {type(key).__name__}")
             if not isinstance(item, _PLAIN_SCALARS):
                 check_plain(item, depth + 1, f"{path}.{key}")
         return
@@ -107,6 +114,8 @@ def _validate_request(message: Any) -> Request:
             return Request(request_id, op, args)
     if not isinstance(message, dict):
         raise ProtocolError(f"a request must be a map, got {type(message).__name__}")
+    if any(type(key) is not str for key in message):
+        raise ProtocolError("request map keys must be strings")
     unknown = message.keys() - REQUEST_KEYS
     if unknown:
         raise ProtocolError(
@@ -155,10 +164,16 @@ def encode_result(request_id: int | None, result: Any) -> bytes:
 
 def encode_error(request_id: int | None, error: dict[str, Any]) -> bytes:
     try:
-        return _packer().pack({"id": request_id, "ok": False, "error": error})
+        payload = _packer().pack({"id": request_id, "ok": False, "error": error})
     except BaseException:
         _local.__dict__.pop("packer", None)
         raise
+    if len(payload) > MAX_ERROR_REPLY and "details" in error:
+        # The message is capped where it is made; details are structured facts of any size
+        # (a list of fields, a path): past the cap the host is told they were cut, not sent.
+        cut = {**error, "details": {"truncated": True, "size": len(payload)}}
+        payload = _packer().pack({"id": request_id, "ok": False, "error": cut})
+    return payload
 
 
 def decode_reply(payload: bytes) -> dict[str, Any]:

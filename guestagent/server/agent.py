@@ -3,8 +3,9 @@
 Lifecycle: `start()` opens the SNP backend (refusing to run without one unless told which),
 adopts a policy given at start-up, becomes the child subreaper, binds every listener and
 notifies readiness; `serve()` runs until SIGTERM/SIGINT; `shutdown()` stops accepting,
-answers new requests with `agent.shutting_down`, lets in-flight requests finish (bounded),
-removes every container and mount it made, then closes.
+answers new requests with `agent.shutting_down`, answers reads in flight (long polls
+included) the same way at once, lets mutations finish (bounded by the grace, then answers
+them too), closes every connection, removes every container and mount it made, and exits.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from guestagent import __version__
 from guestagent.attestation.hub import AttestationHub
 from guestagent.console.server import ConsoleServer
 from guestagent.containers.manager import ContainerManager
+from guestagent.containers.oom import OomWatch
 from guestagent.containers.reaper import Reaper
 from guestagent.errors import AgentError, ErrorCode, TaintedError
+from guestagent.kata.service import listen_kata
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate, PolicyGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
+from guestagent.rpc.connection import Connection
+from guestagent.rpc.dispatch import Dispatcher
+from guestagent.rpc.host import DEFAULT_LIMITS, ConnectionLimits
+from guestagent.rpc.pool import BufferBudget, ConnectionPool
 from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
-from guestagent.server.connection import Connection
-from guestagent.server.dispatch import Dispatcher
+from guestagent.server.limits import fit_fd_limit
 from guestagent.server.logs import denial_record
 from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
@@ -47,6 +53,7 @@ from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
+    from guestagent.kata.context import KataContext
     from guestagent.policy.decision import Decision
 
 __all__ = ["Agent", "AgentConfig"]
@@ -59,6 +66,10 @@ class AgentConfig:
     listen: list[str] = field(default_factory=lambda: ["vsock://any:1024"])
     max_frame: int = DEFAULT_MAX_FRAME
     max_in_flight: int = 128
+    max_connections: int = DEFAULT_LIMITS.max_connections  # per listener
+    handshake_timeout: float = DEFAULT_LIMITS.handshake_timeout
+    frame_timeout: float = DEFAULT_LIMITS.frame_timeout
+    buffer_budget: int = DEFAULT_LIMITS.buffer_budget
     shutdown_grace: float = 10.0
     insecure_allow_all: bool = False
     state_dir: str = "/run/guestagent"
@@ -74,6 +85,7 @@ class AgentConfig:
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
     trace_file: str | None = None  # every decision's request, as `policy check --trace` reads
+    kata: list[str] = field(default_factory=list)  # Kata agent protocol (ttrpc) listeners
     # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
     # them, so nothing the host controls can hide real hardware from `check_modes`.
     snp_device: str = SEV_GUEST_DEVICE
@@ -104,11 +116,22 @@ class Agent:
             scratch_devices=config.scratch_devices,
         )
         self.reaper = Reaper()
+        self.oom = OomWatch()
         self.containers: ContainerManager | None = None
         self.attestation: AttestationHub | None = None
         self.console = ConsoleServer(self, config.console)
-        self.connections: set[Connection] = set()
+        self.limits = ConnectionLimits(
+            max_frame=config.max_frame,
+            max_in_flight=config.max_in_flight,
+            max_connections=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+            frame_timeout=config.frame_timeout,
+            buffer_budget=config.buffer_budget,
+        )
+        self.budget = BufferBudget(self.limits.buffer_budget)
+        self.pools: list[ConnectionPool] = []
         self.listeners: list[Listener] = []
+        self.kata: KataContext | None = None
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
         self.request_trace = RequestTrace()  # opened in start(): `serve --trace FILE`
@@ -189,10 +212,17 @@ class Agent:
         if self.config.manage_containers:
             self._start_containers()
         await self.console.start()
+        self.limits = fit_fd_limit(self.limits, len(self.config.listen))
         for uri in self.config.listen:
-            listener = await listen(parse_uri(uri), lambda: Connection(self))
+            pool = ConnectionPool(self, uri, self.budget, self.limits)
+            listener = await listen(parse_uri(uri), pool.factory)
+            self.pools.append(pool)
             self.listeners.append(listener)
             log.info("listening", extra={"uri": uri})
+        if self.config.kata:
+            self.kata, kata_listeners = await listen_kata(self, self.config.kata)
+            self.listeners.extend(kata_listeners)
+            log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:
@@ -264,12 +294,9 @@ class Agent:
         for listener in self.listeners:
             await listener.close()
         await self.console.stop()
-        in_flight = [t for c in self.connections for t in c.in_flight.values()]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self.config.shutdown_grace)
-        for connection in list(self.connections):
-            connection.close()
-        await asyncio.sleep(0)  # let transports flush and report connection_lost
+        # Every request in flight is answered (reads at once, mutations within the grace)
+        # before its connection closes.
+        await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
         self.request_trace.close()
         self._stopped.set()
 
@@ -289,6 +316,10 @@ class Agent:
         """Keep a strong reference to background tasks until they finish."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @property
+    def connections(self) -> list[Connection]:
+        return [connection for pool in self.pools for connection in pool.connections]
 
     # -- what the host can read -------------------------------------------------------------
     def hello_result(self) -> dict[str, Any]:

@@ -21,10 +21,14 @@ from typing import Any
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.transport.uri import Endpoint
 
-__all__ = ["Listener", "listen", "resolve_serial_port"]
+__all__ = ["BACKLOG", "Listener", "listen", "resolve_serial_port"]
 
 log = logging.getLogger("guestagent.transport")
 ProtocolFactory = Callable[[], asyncio.Protocol]
+# Unix sockets refuse a connect (EAGAIN) once the backlog is full, so it is generous. asyncio
+# accepts up to `backlog` connections per wake-up before the protocols decide which to keep:
+# the fds the connection cap leaves spare must hold such a burst (server/limits.py).
+BACKLOG = 256
 SERIAL_RETRY_SECONDS = 0.2
 
 
@@ -63,7 +67,7 @@ async def _listen_unix(
     # Only root in the guest (and the tests' own user) may talk to the agent.
     old_umask = os.umask(0o177)
     try:
-        server = await loop.create_unix_server(factory, str(path), backlog=256)
+        server = await loop.create_unix_server(factory, str(path), backlog=BACKLOG)
     finally:
         os.umask(old_umask)
 
@@ -84,7 +88,7 @@ async def _listen_vsock(
     sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
         sock.bind((endpoint.cid, endpoint.port))
-        sock.listen(256)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
@@ -132,6 +136,13 @@ class _DuplexPipe(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return self._writer.get_write_buffer_size()
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._writer.set_write_buffer_limits(high, low)
+
+    def abort(self) -> None:
+        self._writer.abort()
+        self._reader.close()
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return "serial" if name == "peername" else default
 
@@ -164,6 +175,25 @@ class _ReadSide(asyncio.Protocol):
             self._early.append(data)
         else:
             self._target.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+
+class _WriteSide(asyncio.Protocol):
+    """Carries the write pipe's flow control to the connection: a host that does not read
+    the port fills the pipe, and the connection must stop reading (and answering) then."""
+
+    def __init__(self, target: asyncio.Protocol, lost: asyncio.Future[None]) -> None:
+        self._target = target
+        self._lost = lost
+
+    def pause_writing(self) -> None:
+        self._target.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._target.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._lost.done():
@@ -203,7 +233,8 @@ class _SerialPort:
         protocol = self.factory()
         lost: asyncio.Future[None] = loop.create_future()
         read_side = _ReadSide(protocol, lost)
-        write_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, write_file)
+        write_side = _WriteSide(protocol, lost)
+        write_transport, _ = await loop.connect_write_pipe(lambda: write_side, write_file)
         read_transport, _ = await loop.connect_read_pipe(lambda: read_side, read_file)
         duplex = _DuplexPipe(read_transport, write_transport)  # type: ignore[arg-type]
         read_side.attach(duplex)

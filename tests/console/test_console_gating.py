@@ -10,7 +10,7 @@ from console_harness import ALL_COMMANDS, adopt_policy, console_client, new_agen
 
 from guestagent.console.server import ConsoleDispatcher, ConsoleServer
 from guestagent.policy.engine import MUTATING_POINTS, POINTS
-from guestagent.server.operation import Operation
+from guestagent.rpc.operation import Operation
 from guestagent.server.ops import all_operations
 
 # The agent's operations as the protocol names them (docs/protocol.md and the brief): these

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,11 @@ def wait_for_socket(path: str, process: subprocess.Popen[bytes], timeout: float 
 
 
 @contextmanager
-def running_agent(*extra_args: str, env: dict[str, str] | None = None) -> Iterator[AgentProcess]:
+def running_agent(
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> Iterator[AgentProcess]:
     # A short directory: unix socket paths are limited to 108 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="ga-"))
     socket_path = str(workdir / "agent.sock")
@@ -65,6 +69,7 @@ def running_agent(*extra_args: str, env: dict[str, str] | None = None) -> Iterat
         stdout=log,
         stderr=log,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec,
     )
     try:
         try:

@@ -10,8 +10,8 @@ import pytest
 
 from guestagent.client import AsyncClient, RemoteStateError
 from guestagent.errors import TaintedError
+from guestagent.rpc.operation import Operation
 from guestagent.server.agent import Agent, AgentConfig
-from guestagent.server.operation import Operation
 
 
 def test_failed_undo_taints_the_agent(tmp_path) -> None:

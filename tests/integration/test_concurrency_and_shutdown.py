@@ -14,8 +14,8 @@ import pytest
 from guestagent.client import AgentConnectionError, AsyncClient, Client
 from guestagent.errors import ErrorCode
 from guestagent.policy.gate import InsecureAllowAllGate
+from guestagent.rpc.operation import Operation
 from guestagent.server.agent import Agent, AgentConfig
-from guestagent.server.operation import Operation
 from tests.integration.agent_process import running_agent
 
 

@@ -125,7 +125,7 @@ def arguments(draw: st.DrawFn, op: str) -> dict[str, Any]:
 
 def cap_waits(op: str, args: dict[str, Any]) -> dict[str, Any]:
     """A valid wait on a running process legitimately blocks: bound it, keep invalid ones."""
-    if op in ("wait_process", "read_output"):
+    if op in ("wait_process", "read_output", "wait_oom_event"):
         timeout = args.get("timeout")
         if timeout is None or (
             type(timeout) in (int, float) and not isinstance(timeout, bool) and timeout > WAIT_CAP

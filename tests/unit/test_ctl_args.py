@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from guestagent.cli import main
-from guestagent.cli.ctl import ArgumentError, decoded, parse_assignments
+from guestagent.cli.ctl import ArgumentError, parse_assignments
+from guestagent.client.display import decoded
 from guestagent.server.ops import all_operations
 
 SCHEMAS = {op.name: op.args for op in all_operations()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guestagent.server.operation import Operation
+from guestagent.rpc.operation import Operation
 from guestagent.server.ops import containers, core, host, network, storage
 
 __all__ = ["all_operations"]

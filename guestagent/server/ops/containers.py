@@ -18,7 +18,7 @@ from guestagent.containers.process import OutputStream, StdioOptions
 from guestagent.containers.spec import read_create
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -161,6 +161,16 @@ def container_state(agent: Agent, call: Call) -> dict[str, Any]:
     return agent.require_containers().state(call.args["container_id"])
 
 
+async def wait_oom_event(agent: Agent, call: Call) -> dict[str, Any]:
+    """The next container the kernel's OOM killer hit (None when `timeout` passes first)."""
+    manager = agent.require_containers()
+
+    def containers() -> list[tuple[str, str]]:
+        return [(c["container_id"], c["cgroups_path"]) for c in manager.list()]
+
+    return {"container_id": await agent.oom.next_event(containers, call.args["timeout"])}
+
+
 def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
     return {"containers": agent.require_containers().list()}
 
@@ -247,4 +257,11 @@ OPERATIONS = [
     ),
     Operation("container_state", container_state, **STATE, args=CID),
     Operation("list_containers", list_containers, **STATE),
+    Operation(
+        "wait_oom_event",
+        wait_oom_event,
+        **STATE,
+        args={"timeout": TIMEOUT},
+        summary="wait for a container's OOM kill (cgroup oom_kill counter)",
+    ),
 ]

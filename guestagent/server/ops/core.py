@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from guestagent.protocol.schema import Field
-from guestagent.server.operation import Call, Operation
+from guestagent.rpc.operation import Call, Operation
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent

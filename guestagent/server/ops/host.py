@@ -12,7 +12,7 @@ from guestagent.containers import children
 from guestagent.containers.stats import agent_health
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.protocol.schema import Field, optional_identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 from guestagent.storage.shared_files import write_shared_file
 
 if TYPE_CHECKING:
@@ -68,31 +68,41 @@ def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
     )
 
 
-def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
+async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     root = str(agent.state_dir / "shared")
-    return write_shared_file(root, call.args["destination"], call.args["data"], call.args["mode"])
+    args = call.args
+    # Up to 16 MiB written and fsynced: in a thread, never on the event loop.
+    return await asyncio.to_thread(
+        write_shared_file, root, args["destination"], args["data"], args["mode"]
+    )
 
 
 async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
-    """A process in the guest, outside any container: only what the policy lists."""
+    """A process in the guest, outside any container: only what the policy lists.
+
+    The policy rules on it without recording it, so it runs without the mutation lock: a
+    process that runs for an hour stalls no mount or container operation.
+    """
     assert call.decision is not None
     allow_stdio = bool(call.decision.data.get("allow_stdio", False))
     args = call.args
     env = dict(item.partition("=")[::2] for item in args["env"])
     try:
         # In a worker thread, through the agent's one reaper (never asyncio's child watchers).
-        done = await asyncio.to_thread(
-            children.run,
-            args["argv"],
-            env=env,
-            cwd=args["working_dir"],
-            timeout=args["timeout"],
-            limit=MAX_CAPTURE,
+        child = await asyncio.to_thread(
+            children.start, args["argv"], env=env, cwd=args["working_dir"]
         )
     except OSError as exc:
         raise AgentError(
             f"cannot run {args['argv'][0]}: {exc.strerror}", code=ErrorCode.RUNTIME
         ) from exc
+    try:
+        done = await asyncio.to_thread(
+            children.complete, child, timeout=args["timeout"], limit=MAX_CAPTURE
+        )
+    except asyncio.CancelledError:
+        child.kill()  # stopped at shutdown: the worker thread sees EOF and ends; no process left
+        raise
     if done.timed_out:
         raise AgentError(
             f"{args['argv'][0]} did not finish within {args['timeout']} s", code=ErrorCode.TIMEOUT

@@ -1,19 +1,21 @@
-"""Network changes in the guest: links, addresses, routes, neighbours, resolv.conf, hosts.
+"""Network changes in the guest: links, addresses, routes, neighbours, resolv.conf, hosts;
+and reading the guest's interfaces and routes (a property read, point get_properties).
 
-Every one is a `network_change` the policy must allow (by kind, and by interface name where
+Every change is a `network_change` the policy must allow (by kind, and by interface name where
 the policy constrains names). resolv.conf and hosts are written under the agent's shared
 directory, from where containers mount them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from guestagent.network.files import write_hosts as write_hosts_file
 from guestagent.network.files import write_resolv_conf as write_resolv_file
 from guestagent.network.links import Network
 from guestagent.protocol.schema import Field, identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -77,15 +79,22 @@ async def add_neighbor(agent: Agent, call: Call) -> dict[str, Any]:
         return await net.add_neighbour(args["interface"], args["address"], args["lladdr"])
 
 
+async def list_network(agent: Agent, call: Call) -> dict[str, Any]:
+    async with Network() as net:
+        return {"interfaces": await net.list_interfaces(), "routes": await net.list_routes()}
+
+
 def shared_dir(agent: Agent) -> str:
     path = agent.state_dir / "shared"
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 
-def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
+# The file writes fsync: they run in a thread, never on the event loop.
+async def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
-    return write_resolv_file(
+    return await asyncio.to_thread(
+        write_resolv_file,
         shared_dir(agent),
         args["container_id"],
         args["nameservers"],
@@ -94,9 +103,11 @@ def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
     )
 
 
-def write_hosts(agent: Agent, call: Call) -> dict[str, Any]:
+async def write_hosts(agent: Agent, call: Call) -> dict[str, Any]:
     entries = [(e["address"], e["names"]) for e in call.args["entries"]]
-    return write_hosts_file(shared_dir(agent), call.args["container_id"], entries)
+    return await asyncio.to_thread(
+        write_hosts_file, shared_dir(agent), call.args["container_id"], entries
+    )
 
 
 def _entries(value: list[Any]) -> str | None:
@@ -116,6 +127,13 @@ OPTIONAL_NAME = Field((str, type(None)), default=None, max_len=15)
 OPTIONAL_INT = Field((int, type(None)), default=None)
 
 OPERATIONS = [
+    Operation(
+        "list_network",
+        list_network,
+        point="get_properties",
+        prepare=lambda agent, args: Prepared({}),
+        summary="the guest's interfaces (addresses, mtu, mac) and main-table routes",
+    ),
     Operation(
         "set_link",
         set_link,

@@ -11,7 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from guestagent.protocol.schema import Field, identifier
-from guestagent.server.operation import Call, Operation, Prepared
+from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from guestagent.errors import ErrorCode, ProtocolError
 from guestagent.protocol.messages import (
     MAX_DEPTH,
+    MAX_ERROR_REPLY,
     decode_reply,
     decode_request,
     encode_error,
@@ -97,3 +98,34 @@ def test_extension_types_are_refused() -> None:
     payload += b"\x81" + _pack("t") + timestamp
     with pytest.raises(ProtocolError, match="unsupported msgpack type"):
         decode_request(payload)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"id": 3, "op": "ping", "args": {"payload": b"x", b"payload": b"y"}},  # mixed keys
+        {"id": 3, "op": "ping", "args": {"nested": [{b"k": 1}]}},
+        {"id": 3, "op": "ping", b"args": {}},
+    ],
+)
+def test_map_keys_that_are_not_strings_are_bad_messages(message: dict) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_request(_pack(message))
+    assert caught.value.code is ErrorCode.BAD_MESSAGE
+    assert caught.value.request_id == 3
+
+
+def test_error_details_are_capped_and_say_so() -> None:
+    error = {
+        "code": "protocol.unknown_field",
+        "message": "m",
+        "rule": None,
+        "details": {"fields": ["f" * 100] * 1000},
+    }
+    payload = encode_error(5, error)
+    assert len(payload) <= MAX_ERROR_REPLY
+    reply = decode_reply(payload)
+    assert reply["error"]["code"] == "protocol.unknown_field"
+    assert reply["error"]["details"]["truncated"] is True
+    small = {**error, "details": {"fields": ["a"]}}
+    assert decode_reply(encode_error(5, small))["error"] == small

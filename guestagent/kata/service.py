@@ -1,0 +1,44 @@
+"""The Kata agent's ttrpc services: every handler module's RPCs in one table, and the
+listener factory the agent's composition root calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guestagent.kata import (
+    rpc_containers,
+    rpc_files,
+    rpc_health,
+    rpc_network,
+    rpc_process,
+    rpc_sandbox,
+)
+from guestagent.kata.connection import KataConnection
+from guestagent.kata.context import KataContext
+from guestagent.kata.registry import RpcTable
+from guestagent.transport.listen import Listener, listen
+from guestagent.transport.uri import parse_uri
+
+__all__ = ["listen_kata", "rpc_table"]
+
+
+def rpc_table() -> RpcTable:
+    return RpcTable(
+        [
+            *rpc_health.RPCS,
+            *rpc_sandbox.RPCS,
+            *rpc_containers.RPCS,
+            *rpc_process.RPCS,
+            *rpc_network.RPCS,
+            *rpc_files.RPCS,
+        ]
+    )
+
+
+async def listen_kata(agent: Any, uris: list[str]) -> tuple[KataContext, list[Listener]]:
+    context = KataContext(agent)
+    table = rpc_table()
+    listeners = [
+        await listen(parse_uri(uri), lambda: KataConnection(context, table)) for uri in uris
+    ]
+    return context, listeners

@@ -1,0 +1,78 @@
+"""What an operation is: its name, its argument schema, where the policy rules on it, and
+the effect that runs once the policy has allowed it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from guestagent.policy.decision import Decision
+from guestagent.protocol.schema import Schema
+
+__all__ = ["Call", "Effect", "Operation", "Prepare", "Prepared"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request on its way through the pipeline.
+
+    `args` are the validated arguments; `facts` the enforcement input that `prepare` measured
+    (the arguments themselves when there is no prepare step); `context` what prepare found
+    that the effect needs too (so nothing is measured twice); `decision` the policy's ruling
+    (None for ungated operations).
+    """
+
+    args: dict[str, Any]
+    facts: dict[str, Any]
+    context: Any = None
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a prepare step returns: the enforcement input and private context for the effect."""
+
+    facts: dict[str, Any]
+    context: Any = None
+
+
+# effect(host, call) -> result; a plain function or a coroutine function. The host is the
+# service the operation belongs to (the agent, or the console), typed by each table.
+Effect = Callable[[Any, Call], Any]
+# prepare(host, args) -> Prepared; gathers facts with read-only I/O.
+Prepare = Callable[[Any, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One wire operation.
+
+    `point` is the policy enforcement point that must allow the request; None marks the few
+    operations that are never gated (ping, status: they reveal nothing the policy guards and
+    change nothing). `prepare` turns the validated arguments into the enforcement input (by
+    default the arguments themselves). `mutating` operations change the guest: they run to
+    completion even when their connection goes away. Those whose point changes the policy
+    state are also serialised (see `dispatch`), so each decision is made against the state
+    the previous effect committed.
+    """
+
+    name: str
+    effect: Effect
+    args: Schema = field(default_factory=dict)
+    point: str | None = None
+    prepare: Prepare | None = None
+    mutating: bool = False
+    summary: str = ""
+    runs_inline: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Ungated, synchronous operations answer without a task (the hot path: ping).
+        # Worked out once here: inspect costs a microsecond per request.
+        inline = (
+            self.point is None
+            and self.prepare is None
+            and not inspect.iscoroutinefunction(self.effect)
+        )
+        object.__setattr__(self, "runs_inline", inline)
