@@ -13,10 +13,22 @@ if TYPE_CHECKING:
     from guestagent.containers.manager import ContainerManager
     from guestagent.policy.decision import Decision
     from guestagent.policy.gate import Gate
-    from guestagent.server.trace import RequestTrace
     from guestagent.snp.backend import SnpBackend
 
-__all__ = ["AgentView"]
+__all__ = ["AgentView", "TraceView"]
+
+
+class TraceView(Protocol):
+    """The agent's request trace as the console's `trace` command drives it."""
+
+    @property
+    def recording_to_memory(self) -> bool: ...
+
+    def start_memory(self) -> None: ...
+
+    def memory(self) -> list[str]: ...
+
+    def stop_memory(self) -> list[str]: ...
 
 
 class AgentView(Protocol):
@@ -41,7 +53,7 @@ class AgentView(Protocol):
     def containers(self) -> ContainerManager | None: ...
 
     @property
-    def request_trace(self) -> RequestTrace:
+    def request_trace(self) -> TraceView:
         """The agent's trace of decisions; the console's `trace` command records into it."""
         ...
 
