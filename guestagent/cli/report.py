@@ -21,12 +21,16 @@ from guestagent.snp.amdcerts import load_certificate, load_certificates
 from guestagent.snp.device import BACKEND_KINDS, open_backend
 from guestagent.snp.errors import BadReportError
 from guestagent.snp.fields import Product
+from guestagent.snp.launch import LaunchDigestUnavailable, LaunchImage
 from guestagent.snp.report import parse_report
 from guestagent.snp.show import format_report, format_result
 from guestagent.snp.sim import SimBackend, SimConfig
 from guestagent.snp.verify import VerifyOptions, verify_report
 
 __all__ = ["register"]
+
+
+LAUNCH_FILES = ("ovmf", "kernel", "initrd")
 
 
 class UsageError(Exception):
@@ -72,8 +76,13 @@ def _sim_config(args: argparse.Namespace) -> SimConfig | None:
         fields["product"] = Product(args.sim_product)
     if args.sim_version:
         fields["report_version"] = args.sim_version
+    launch = any(getattr(args, f"sim_{name}") for name in (*LAUNCH_FILES, "append"))
+    if args.sim_measurement and launch:
+        raise UsageError("--sim-measurement or a launched image (--sim-ovmf...): choose one")
     if args.sim_measurement:
         fields["measurement"] = _hex(args.sim_measurement, 48, "--sim-measurement")
+    if launch:
+        fields["measurement"] = _launched_as(args)
     if args.sim_host_data:
         fields["host_data"] = _hex(args.sim_host_data, 32, "--sim-host-data")
     if args.sim_policy:
@@ -85,6 +94,28 @@ def _sim_config(args: argparse.Namespace) -> SimConfig | None:
     if not fields and args.backend != "sim":
         return None
     return SimConfig(**fields)
+
+
+def _launched_as(args: argparse.Namespace) -> bytes:
+    """The simulated guest launched as this image: MEASUREMENT is the image's launch digest."""
+    given = {n: getattr(args, f"sim_{n}") for n in (*LAUNCH_FILES, "append")}
+    if None in given.values():
+        raise UsageError(
+            "a simulated launch needs --sim-ovmf, --sim-kernel, --sim-initrd and --sim-append"
+        )
+    for name in LAUNCH_FILES:
+        if not Path(given[name]).is_file():
+            raise UsageError(f"--sim-{name}: no such file: {given[name]}")
+    image = LaunchImage(
+        ovmf=Path(given["ovmf"]),
+        kernel=Path(given["kernel"]),
+        initrd=Path(given["initrd"]),
+        cmdline=given["append"],
+    )
+    try:
+        return image.launch_digest()
+    except LaunchDigestUnavailable as exc:
+        raise UsageError(f"simulated launch: {exc}") from None
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
@@ -217,7 +248,12 @@ def _add_sim_options(
     )
     group.add_argument("--sim-product", choices=[p.value for p in Product])
     group.add_argument("--sim-version", type=int, choices=(2, 3, 5))
-    group.add_argument("--sim-measurement", metavar="HEX")
+    group.add_argument("--sim-measurement", metavar="HEX", help="48-byte launch digest")
+    launch = "launch as this image (MEASUREMENT = its launch digest, 1 vCPU EPYC-v4): "
+    group.add_argument("--sim-ovmf", metavar="FILE", help=launch + "the AmdSevX64 firmware")
+    group.add_argument("--sim-kernel", metavar="FILE", help=launch + "the kernel")
+    group.add_argument("--sim-initrd", metavar="FILE", help=launch + "the initramfs")
+    group.add_argument("--sim-append", metavar="CMDLINE", help=launch + "the command line")
     group.add_argument("--sim-host-data", metavar="HEX")
     group.add_argument("--sim-policy", metavar="INT", help="guest policy (e.g. 0x30000)")
     group.add_argument("--sim-tcb", metavar="HEX", help="TCB_VERSION as 16 hex digits")

@@ -158,3 +158,32 @@ def test_verify_at_a_time_checks_validity_then(snp_vectors, capsys):
         assert "chain.validity: FAILED" in err and "valid 2023-01-24" in err
     assert main([*args, "--at", "last tuesday"]) == 2
     assert "is not an ISO 8601 time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        ["--sim-kernel", "K"],  # a launch names all four
+        ["--sim-ovmf", "F", "--sim-kernel", "K", "--sim-initrd", "I"],
+        ["--sim-ovmf", "F", "--sim-kernel", "K", "--sim-initrd", "I", "--sim-append", "x",
+         "--sim-measurement", "00" * 48],  # two launches
+    ],
+)  # fmt: skip
+def test_sim_launch_as_an_image_needs_the_whole_image(milan_state, launch, capsys):
+    get = ["report", "get", "--backend", "sim", "--sim-state", str(milan_state)]
+    assert main([*get, *launch]) == 2
+    err = capsys.readouterr().err
+    assert "--sim-ovmf, --sim-kernel, --sim-initrd and --sim-append" in err or "choose one" in err
+
+
+def test_sim_launch_refuses_a_firmware_that_cannot_measure(milan_state, tmp_path, capsys):
+    pytest.importorskip("sevsnpmeasure", reason="the optional extra `measure` is not installed")
+    files = {name: tmp_path / name for name in ("ovmf", "kernel", "initrd")}
+    for name, path in files.items():
+        path.write_bytes(name.encode() * 4096)
+    get = ["report", "get", "--backend", "sim", "--sim-state", str(milan_state)]
+    launch = [arg for name, path in files.items() for arg in (f"--sim-{name}", str(path))]
+    assert main([*get, *launch, "--sim-append", "console=ttyS0"]) == 2
+    assert "no SNP_KERNEL_HASHES section" in capsys.readouterr().err
+    assert main([*get, *launch[:-1], str(tmp_path / "absent"), "--sim-append", "x"]) == 2
+    assert "--sim-initrd: no such file" in capsys.readouterr().err

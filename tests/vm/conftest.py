@@ -1,6 +1,7 @@
 """Fixtures of the whole-VM tier: images built once (cached), guests booted under QEMU TCG.
 
 - `vm_images`: kernel, initramfs, verity rootfs (`guest_images.GuestImages`).
+- `vm_firmware`: the OVMF AmdSevX64 build that measures them (`launch_image.build_firmware`).
 - `make_guest(cmdline=..., disks=[...])`: boot a fresh guest for one test (stopped afterwards).
 - `booted_guest`: one guest per session running the real agent (`guestagent serve` on the
   virtio-serial port `agent.0`, simulated SNP); `.channel_path`, `.console_log`,
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from guest_images import GuestImages, build_images
+from launch_image import build_firmware
 from qemu_guest import Disk, Guest, qemu_binary
 
 # The real agent's launch, as the lead's server takes it; overridable for local experiments.
@@ -42,6 +44,16 @@ def vm_images() -> GuestImages:
     images = build_images()
     print(f"\nvm images ready in {time.monotonic() - started:.1f}s ({images.kernel_package})")
     return images
+
+
+@pytest.fixture(scope="session")
+def vm_firmware() -> Path:
+    """Built by scripts/build-ovmf.sh (cached by its inputs). A failed build fails the tests
+    that need it: no skip."""
+    started = time.monotonic()
+    firmware = build_firmware()
+    print(f"\nOVMF AmdSevX64 ready in {time.monotonic() - started:.1f}s")
+    return firmware
 
 
 @pytest.fixture
