@@ -139,7 +139,7 @@ class Dispatcher:
         assert operation.point is not None
         async with agent.mutation_lock:  # waits for a locked effect in progress, holds no wait
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             agent.gate.commit(decision)
         call = Call(args, prepared.facts, prepared.context, decision)

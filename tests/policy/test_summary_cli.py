@@ -43,8 +43,8 @@ def test_summary_calls_out_risky_grants() -> None:
 
 def test_summary_calls_out_runtime_fields_that_loosen_the_defaults() -> None:
     risks = summarize(world.load_policy("runtime"))["risks"]
-    assert "web-runtime: the host may mask or make read-only: /app/secrets" in risks
-    assert "web-runtime: oomScoreAdj down to -997 (shielded from the OOM killer)" in risks
+    assert "\"web-runtime\": the host may mask or make read-only: /app/secrets" in risks
+    assert "\"web-runtime\": oomScoreAdj down to -997 (shielded from the OOM killer)" in risks
     assert not any(
         "oomScoreAdj" in r or "mask" in r for r in summarize(world.load_policy("main"))["risks"]
     )
