@@ -49,6 +49,7 @@ def policy(layer_hash: str) -> bytes:
             "env_rules": [{"pattern": assets.PATH, "strategy": "string", "required": True}],
             "no_new_privileges": True,
             "signals": [9],
+            "hostname": "demo",  # the native spec's (assets.host_spec); the Kata one names none
         }
 
     document = {"version": 1, "containers": [container("true", TRUE), container("hold", HOLD)]}

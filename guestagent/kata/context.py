@@ -9,12 +9,9 @@ none.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guestagent.kata.sandbox import Sandbox
-
-if TYPE_CHECKING:
-    from guestagent.server.agent import Agent
 
 __all__ = ["KataContext"]
 
@@ -22,7 +19,9 @@ __all__ = ["KataContext"]
 class KataContext:
     """Shared by every Kata connection of one agent (one sandbox per guest, as in Kata)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Any) -> None:
+        # The agent (guestagent.server.agent.Agent), untyped here: the server imports this
+        # package, so this package does not import the server (no import circle).
         self.agent = agent
         self.sandbox = Sandbox()
 

@@ -17,7 +17,6 @@ from guestagent.errors import InvalidArgumentError
 from guestagent.kata.pb import agent_pb2
 from guestagent.kata.registry import Rpc
 from guestagent.kata.strict import allow_only
-from guestagent.server.ops.host import MAX_COPY
 
 if TYPE_CHECKING:
     from guestagent.kata.context import KataContext
@@ -26,6 +25,7 @@ __all__ = ["RPCS"]
 
 SERVICE = "grpc.AgentService"
 MAX_PENDING_FILES = 4
+MAX_COPY = 16 << 20  # the native copy_file's data limit: a bigger file could never be written
 
 
 async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) -> empty_pb2.Empty:

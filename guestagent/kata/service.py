@@ -3,7 +3,7 @@ listener factory the agent's composition root calls."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from guestagent.kata import (
     rpc_containers,
@@ -18,9 +18,6 @@ from guestagent.kata.context import KataContext
 from guestagent.kata.registry import RpcTable
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
-
-if TYPE_CHECKING:
-    from guestagent.server.agent import Agent
 
 __all__ = ["listen_kata", "rpc_table"]
 
@@ -38,7 +35,7 @@ def rpc_table() -> RpcTable:
     )
 
 
-async def listen_kata(agent: Agent, uris: list[str]) -> tuple[KataContext, list[Listener]]:
+async def listen_kata(agent: Any, uris: list[str]) -> tuple[KataContext, list[Listener]]:
     context = KataContext(agent)
     table = rpc_table()
     listeners = [

@@ -42,7 +42,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     other_root = assets.build_busybox_rootfs(base / "other-rootfs")
     (other_root / "etc" / "motd").write_text("not the audited image\n")
     other = build_layer(str(other_root), str(base / "other.layer"), work_dir=str(base))
-    return World(Path(image.path), pod.pod_policy(image.root_hash), base, Path(other.path))
+    policy = pod.pod_policy(image.root_hash, str(base / "state"))
+    return World(Path(image.path), policy, base, Path(other.path))
 
 
 @pytest.fixture
@@ -51,6 +52,7 @@ def pod_agent(world: World) -> Iterator[KataAgent]:
         "--snp", "sim", "--sim-state", str(world.base / "sim"),
         "--sim-host-data", measure(world.policy).host_data_hex,
         "--layer-dir", str(world.base),
+        "--state-dir", str(world.base / "state"),  # the one the policy names (last one wins)
     )  # fmt: skip
     with kata_agent(*args) as running:
         yield running

@@ -4,6 +4,7 @@ the Python test, the Go interop test and the bench."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from guestagent.demo import assets
@@ -24,7 +25,11 @@ HOG = ["/bin/sh", "-c", "a=x; while true; do a=$a$a; done"]
 SANDBOX_ID = "pod1"
 
 
-def pod_policy(layer_hash: str, **flags: Any) -> bytes:
+def pod_policy(layer_hash: str, state_dir: str = "/run/guestagent", **flags: Any) -> bytes:
+    """The pod's policy for an agent whose state directory is `state_dir` (CopyFile's files
+    are in its `shared` directory, and the policy names exactly that place)."""
+    shared_copy = re.escape(state_dir + "/shared" + SHARED)
+
     def container(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
         return {
             "name": name,
@@ -47,7 +52,7 @@ def pod_policy(layer_hash: str, **flags: Any) -> bytes:
                 {
                     "type": "bind",
                     # CopyFile's hostname file, in the agent's shared directory
-                    "source": ".*" + SHARED + "[a-z0-9]+-hostname",
+                    "source": shared_copy + "[a-z0-9]+-hostname",
                     "destination": "/etc/hostname",
                     "options": HOSTNAME_BIND,
                 },

@@ -21,9 +21,7 @@ def test_pod_lifecycle_over_ttrpc(world: World, pod_agent: KataAgent) -> None:
     async def go() -> None:
         async with await KataClient.connect(agent.kata_uri) as client:
             await asyncio.wait_for(
-                lifecycle(
-                    client, world.policy, str(world.layer), str(agent.process.workdir / "state")
-                ),
+                lifecycle(client, world.policy, str(world.layer), str(world.base / "state")),
                 180,
             )
 

@@ -24,8 +24,10 @@ def drive(agent: KataAgent, world: World, body: Callable[[Any], Awaitable[None]]
     async def go() -> None:
         async with await KataClient.connect(agent.kata_uri) as client:
 
-            async def rpc(method: str, request: Any, response: type = Empty) -> Any:
-                return await client.call(AGENT, method, request, response, timeout=120)
+            async def rpc(
+                method: str, request: Any, response: type = Empty, timeout: float = 120
+            ) -> Any:
+                return await client.call(AGENT, method, request, response, timeout=timeout)
 
             await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=world.policy.decode()))
             await rpc("CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id="p"))
@@ -89,6 +91,10 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
 
 def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgent) -> None:
     async def body(rpc: Any) -> None:
+        # Nothing was OOM-killed yet: a deadline ends the long poll with DeadlineExceeded.
+        with pytest.raises(KataRpcError) as late:
+            await rpc("GetOOMEvent", agent_pb2.GetOOMEventRequest(), timeout=0.5)
+        assert late.value.code == Code.DEADLINE_EXCEEDED
         request = pod.create_request("hog", pod.HOG, str(world.layer))
         request.OCI.Linux.Resources.CopyFrom(
             oci_pb2.LinuxResources(Memory=oci_pb2.LinuxMemory(Limit=16 << 20))
@@ -107,3 +113,26 @@ def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgen
         await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id="hog"))
 
     drive(pod_agent, world, body)
+
+
+def test_set_policy_is_bound_to_host_data(world: World, pod_agent: KataAgent) -> None:
+    async def go() -> None:
+        async with await KataClient.connect(pod_agent.kata_uri) as client:
+            other = world.policy.replace(b'"version": 1', b'"version": 1 ')
+            with pytest.raises(KataRpcError) as refused:
+                await client.call(
+                    AGENT, "SetPolicy", agent_pb2.SetPolicyRequest(policy=other.decode()), Empty
+                )
+            assert refused.value.code == Code.PERMISSION_DENIED
+            assert "policy.mismatch" in refused.value.message
+            # As with set_policy: after a mismatch, not even the right policy is adopted.
+            with pytest.raises(KataRpcError) as refused:
+                await client.call(
+                    AGENT,
+                    "SetPolicy",
+                    agent_pb2.SetPolicyRequest(policy=world.policy.decode()),
+                    Empty,
+                )
+            assert refused.value.code == Code.PERMISSION_DENIED
+
+    asyncio.run(go())

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from guestagent.kata.client import AGENT, HEALTH, KataClient, KataRpcError
-from guestagent.kata.pb import agent_pb2, health_pb2
+from guestagent.kata.pb import agent_pb2, health_pb2, ttrpc_pb2
 from guestagent.kata.ttrpc import (
     MAX_MESSAGE,
     Code,
@@ -115,6 +115,17 @@ def test_oversized_request_is_answered_resource_exhausted_and_the_stream_resumes
         assert (stream, code) == (1, Code.RESOURCE_EXHAUSTED) and str(MAX_MESSAGE) in message
         raw.send(encode_request(3, HEALTH, "Check", b""))
         assert raw.response() == (3, Code.OK, "")
+    finally:
+        raw.close()
+
+
+def test_metadata_is_ignored(agent: KataAgent) -> None:
+    request = ttrpc_pb2.Request(service=HEALTH, method="Check", timeout_nano=10**9)
+    request.metadata.add(key="traceparent", value="00-abc-def-01")
+    raw = Raw(agent)
+    try:
+        raw.send(encode_frame(1, MessageType.REQUEST, request.SerializeToString()))
+        assert raw.response() == (1, Code.OK, "")
     finally:
         raw.close()
 
