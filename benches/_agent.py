@@ -37,6 +37,7 @@ def bench_policy(layer_hash: str) -> bytes:
         "command": TRUE,
         "env_rules": [{"pattern": assets.PATH, "strategy": "string", "required": True}],
         "no_new_privileges": True,
+        "hostname": "demo",  # the one assets.host_spec names (the policy rules on it now)
     }
     return json.dumps(
         {"version": 1, "containers": [container], "allow_properties_access": True}

@@ -3,8 +3,9 @@
 Start-to-ready: from process spawn until the socket accepts and hello is answered, with the
 simulated SNP backend and the policy adopted at start-up (the simulator's keys made by an
 untimed first start). The baseline is the bare asyncio+msgpack server of bench_protocol,
-spawned and answered the same way, in the same run. RSS (psutil): idle once ready, and loaded
-after 64 connections x 200 pings each plus 10 container runs (the baseline: the same pings).
+spawned and answered the same way, in the same run. RSS (psutil): idle once ready, loaded
+after 64 connections x 200 pings each plus 10 container runs (the baseline: the same pings),
+and with 1,000 idle connections open (each past hello; the baseline holds the same).
 
     python benches/bench_agent_process.py [--starts 5]
 """
@@ -89,6 +90,33 @@ def ping_load(path: str) -> None:
         closed_loop_worker((path, 32, 200))
 
 
+IDLE_CONNECTIONS = 1000
+
+
+def idle_connections(path: str, count: int) -> list[Conn]:
+    """`count` connections past hello, then left idle."""
+    conns = []
+    while len(conns) < count:
+        try:
+            conn = Conn(path)
+        except BlockingIOError:  # the listen backlog is full for a moment
+            time.sleep(0.01)
+            continue
+        conn.hello()
+        conns.append(conn)
+    return conns
+
+
+def rss_with_idle(pid: int, path: str) -> int:
+    conns = idle_connections(path, IDLE_CONNECTIONS)
+    try:
+        time.sleep(0.5)
+        return rss(pid)
+    finally:
+        for conn in conns:
+            conn.sock.close()
+
+
 def rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
@@ -118,6 +146,10 @@ def memory(work: Path, prepared: AgentAssets) -> dict[str, int]:
         if os.geteuid() == 0 and shutil.which("runc"):
             run_containers(client, prepared.layer, 10)
         figures.update(agent_loaded=rss(agent.pid), bare_loaded=rss(bare.pid))
+        figures.update(
+            agent_idle_conns=rss_with_idle(agent.pid, str(work / "mem.sock")),
+            bare_idle_conns=rss_with_idle(bare.pid, bare_path),
+        )
         client.close()
         return figures
     finally:
@@ -163,6 +195,14 @@ def rows(starts: int = 5) -> list[Row]:
             f"{mem['agent_loaded'] / mib:.1f} MiB",
             f"bare server after the same pings {mem['bare_loaded'] / mib:.1f} MiB",
             mem["agent_loaded"] / mem["bare_loaded"],
+            "lower",
+        ),
+        Row(
+            "agent process",
+            f"RSS with {IDLE_CONNECTIONS:,} idle connections open (each past hello)",
+            f"{mem['agent_idle_conns'] / mib:.1f} MiB",
+            f"bare server with the same {mem['bare_idle_conns'] / mib:.1f} MiB",
+            mem["agent_idle_conns"] / mem["bare_idle_conns"],
             "lower",
         ),
     ]

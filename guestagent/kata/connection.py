@@ -58,10 +58,10 @@ class KataConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = str(transport.get_extra_info("peername") or "local")
-        self.agent.connections.add(self)  # type: ignore[arg-type]
+        self.agent.kata_connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.agent.connections.discard(self)  # type: ignore[arg-type]
+        self.agent.kata_connections.discard(self)
         for stream_id, task in list(self.in_flight.items()):
             if stream_id not in self.mutating_ids:
                 task.cancel()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -66,51 +66,28 @@ class EnvMatcher:
     rules: tuple[EnvRule, ...]
     exact: frozenset[str]
     combined: PatternSet | None  # None: no regex rules
-    regex_rules: tuple[EnvRule, ...]
     required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
-    required_exact: tuple[str, ...] = ()  # the patterns of the required `string` rules
-    required_regex: tuple[EnvRule, ...] = ()  # the required regex rules
 
     @classmethod
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
         exact = frozenset(r.pattern for r in rules if r.compiled is None)
-        regex_rules = tuple(r for r in rules if r.compiled is not None)
-        combined = PatternSet([r.pattern for r in regex_rules]) if regex_rules else None
+        regex = [r.pattern for r in rules if r.compiled is not None]
         required = tuple(r for r in rules if r.required)
-        return cls(
-            rules,
-            exact,
-            combined,
-            regex_rules,
-            required,
-            tuple(r.pattern for r in required if r.compiled is None),
-            tuple(r for r in required if r.compiled is not None),
-        )
+        return cls(rules, exact, PatternSet(regex) if regex else None, required)
 
     def allows(self, var: str) -> bool:
-        if var in self.exact:
-            return True
-        return self.combined is not None and self.combined.any(var)
+        """The one test of a variable: some rule matches it whole."""
+        return var in self.exact or (self.combined is not None and self.combined.any(var))
 
-    def required_present(self, env: Sequence[str]) -> bool:
-        """True if every required rule is a `string` rule whose pattern is in `env`."""
-        if self.required_regex:
-            return False
-        for pattern in self.required_exact:  # noqa: SIM110 - a loop costs less than all(genexpr)
-            if pattern not in env:
-                return False
-        return True
-
-    def allows_all(self, env: Iterable[str]) -> bool:
-        """all(map(self.allows, env)), inlined: this runs per request."""
-        exact, combined = self.exact, self.combined
-        if combined is None:
-            return exact.issuperset(env)
-        matches = combined.any
-        for var in env:  # noqa: SIM110 - a loop costs less than all(genexpr)
-            if var not in exact and not matches(var):
-                return False
-        return True
+    def missing_required(self, env: Sequence[str]) -> EnvRule | None:
+        """The first required rule no variable of `env` matches, if any."""
+        for rule in self.required:
+            if rule.compiled is None:
+                if rule.pattern not in env:
+                    return rule
+            elif not any(map(rule.compiled.matches, env)):
+                return rule
+        return None
 
 
 @dataclass(frozen=True, slots=True)

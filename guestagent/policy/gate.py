@@ -31,6 +31,10 @@ class Gate(Protocol):
         """Adopt `decision.next_state` after the effect succeeded."""
         ...
 
+    def revert(self, decision: Decision) -> None:
+        """Undo a committed decision whose effect then failed (see `PolicyState.revert`)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """What status shows about the policy in force."""
         ...
@@ -48,6 +52,9 @@ class DenyAllGate:
 
     def commit(self, decision: Decision) -> None:
         raise AssertionError("a deny-all gate never allows, so there is nothing to commit")
+
+    def revert(self, decision: Decision) -> None:
+        raise AssertionError("a deny-all gate never allows, so there is nothing to revert")
 
     def describe(self) -> dict[str, Any]:
         state = "mismatch" if self.code is ErrorCode.POLICY_MISMATCH else "none"
@@ -68,6 +75,9 @@ class InsecureAllowAllGate:
         )
 
     def commit(self, decision: Decision) -> None:
+        return None
+
+    def revert(self, decision: Decision) -> None:
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -129,6 +139,13 @@ class PolicyGate:
                 rule=decision.rule,
             )
         self._state = transition.after
+
+    def revert(self, decision: Decision) -> None:
+        transition = decision.next_state
+        if not isinstance(transition, Transition):
+            raise InvalidStateError("the decision was not made by this policy engine")
+        if transition.after is not transition.before:
+            self._state = self._state.revert(transition.before, transition.after)
 
     def start_trace(self, capacity: int = 100_000) -> TraceRecorder:
         self.trace = TraceRecorder(capacity)

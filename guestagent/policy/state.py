@@ -8,6 +8,7 @@ can be shared freely: a denied decision (which carries no next state) can never 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -99,6 +100,32 @@ class PolicyState:
         new = _new(PolicyState)
         _set_slot(new, "__dict__", {**self.__dict__, **changes})
         return new
+
+    def revert(self, before: PolicyState, after: PolicyState) -> PolicyState:
+        """This state with the change from `before` to `after` undone, entry by entry.
+
+        For a decision committed before its effect ran (a reservation) whose effect then
+        failed: decisions committed since touched other entries (a container's own entries
+        are only ever changed by requests about that container, which the reservation
+        made the policy rule on as if the effect had happened), so only the entries this
+        transition changed are put back.
+        """
+        changes: dict[str, Any] = {}
+        for name, now in self.__dict__.items():
+            old, new = before.__dict__[name], after.__dict__[name]
+            if old is new:
+                continue
+            if isinstance(now, AbstractSet):
+                for item in old ^ new:
+                    now = now.add(item) if item in old else now.discard(item)
+            else:
+                for key in set(old) | set(new):
+                    if key not in old:
+                        now = now.delete(key) if key in now else now
+                    elif key not in new or old[key] != new[key]:
+                        now = now.set(key, old[key])
+            changes[name] = now
+        return self.evolve(**changes) if changes else self
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ from typing import Any
 
 from guestagent.policy.containers import Container, EnvRule
 from guestagent.policy.document import Policy
+from guestagent.policy.runtime_fields import DEFAULT_RUNTIME_RULES
 
 __all__ = ["SHELLS", "format_summary", "summarize"]
 
@@ -69,6 +70,22 @@ def _container_risks(c: Container) -> list[str]:
         risks.append(f"any uid in {c.user.uid.describe()}")
     if c.attestation_socket:
         risks.append("may use the attestation service")
+    risks += _runtime_risks(c)
+    return risks
+
+
+def _runtime_risks(c: Container) -> list[str]:
+    """Runtime fields (policy/runtime_fields.py) that loosen the agent's defaults."""
+    runtime, risks = c.runtime, []
+    extra = sorted(
+        (runtime.masked_paths - DEFAULT_RUNTIME_RULES.masked_paths)
+        | (runtime.readonly_paths - DEFAULT_RUNTIME_RULES.readonly_paths)
+    )
+    if extra:
+        risks.append(f"the host may mask or make read-only: {', '.join(extra)}")
+    if runtime.oom_score_adj[0] < 0:
+        low = runtime.oom_score_adj[0]
+        risks.append(f"oomScoreAdj down to {low} (shielded from the OOM killer)")
     return risks
 
 

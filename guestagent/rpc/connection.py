@@ -48,6 +48,8 @@ class Connection(asyncio.Protocol):
         self.opened_at = time.monotonic()
         self.replies = ReplyWriter(self.limits.max_frame, self._writing_paused)
         self.requests = RequestTasks(self._request_done)
+        self._in_flight = self.requests.in_flight  # read per request: no method call
+        self._max_in_flight = self.limits.max_in_flight
         self._backlog: deque[bytes] = deque()  # frames read, waiting for an in-flight slot
         self._paused: set[str] = set()
         self._reading_paused = False
@@ -80,11 +82,13 @@ class Connection(asyncio.Protocol):
             return
         if payloads:
             self._partial_since = 0.0
-            if len(payloads) == 1 and not self._backlog and self._has_room():
-                self._handle(payloads[0])
-            else:
+            if self._backlog:  # frames already wait: these queue behind them, in order
                 self._backlog.extend(payloads)
                 self._admit_backlog()
+            elif len(payloads) == 1 and len(self._in_flight) < self._max_in_flight:
+                self._handle(payloads[0])  # the usual case: one request per read
+            else:
+                self._handle_batch(payloads)
         if self.framer.pending:
             self._partial_since = self._partial_since or time.monotonic()
             expected = self.framer.expected
@@ -99,15 +103,27 @@ class Connection(asyncio.Protocol):
         self.replies.resume()
 
     # -- admission ---------------------------------------------------------------------------
-    def _has_room(self) -> bool:
-        return len(self.requests) < self.limits.max_in_flight
-
-    def _admit_backlog(self) -> None:
-        """Handle read frames while in-flight slots last; their inline replies go in one write."""
-        backlog = self._backlog
+    def _handle_batch(self, payloads: list[bytes]) -> None:
+        """Several frames in one read: their inline replies leave in one write (one syscall).
+        Frames past the in-flight cap wait in the backlog and reading stops."""
+        in_flight, limit = self._in_flight, self._max_in_flight
         self.replies.begin_batch()
         try:
-            while backlog and self._has_room() and self.transport is not None:
+            for index, payload in enumerate(payloads):
+                if len(in_flight) >= limit:
+                    self._backlog.extend(payloads[index:])
+                    self._pause("in_flight")
+                    break
+                self._handle(payload)
+        finally:
+            self.replies.end_batch()
+
+    def _admit_backlog(self) -> None:
+        """Handle waiting frames while in-flight slots last, as one batch."""
+        backlog, in_flight, limit = self._backlog, self._in_flight, self._max_in_flight
+        self.replies.begin_batch()
+        try:
+            while backlog and len(in_flight) < limit and self.transport is not None:
                 self._handle(backlog.popleft())
         finally:
             self.replies.end_batch()

@@ -8,7 +8,9 @@ snapshot.
 
 Only operations whose enforcement point changes the policy state (`MUTATING_POINTS`) take
 the host's mutation lock, from decision to commit: two of them must not both decide against
-the same state. Everything else (reads, and effects the policy rules on without recording
+the same state. Those marked `reserves` (create_container, whose effect waits on the
+runtime) hold it only to decide and commit; the effect runs after, and a failed effect's
+change is reverted. Everything else (reads, and effects the policy rules on without recording
 them: exec_external, copy_file, network changes) runs without it, so a long external
 process cannot stall mounts and containers.
 """
@@ -111,6 +113,8 @@ class Dispatcher:
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             return await _effect(operation, agent, call)
+        if operation.reserves:
+            return await self._reserve_and_run(operation, agent, args, prepared)
         async with agent.mutation_lock:
             agent.check_not_tainted()
             decision = agent.decide(operation.point, prepared.facts)
@@ -119,6 +123,23 @@ class Dispatcher:
             result = await _effect(operation, agent, call)
             agent.gate.commit(decision)
             return result
+
+    async def _reserve_and_run(
+        self, operation: Operation, agent: StatefulHost, args: dict[str, Any], prepared: Prepared
+    ) -> Any:
+        """Decide and commit under the lock, run the effect outside it, revert on failure."""
+        assert operation.point is not None
+        async with agent.mutation_lock:  # waits for a locked effect in progress, holds no wait
+            agent.check_not_tainted()
+            decision = agent.decide(operation.point, prepared.facts)
+            decision.raise_if_denied()
+            agent.gate.commit(decision)
+        call = Call(args, prepared.facts, prepared.context, decision)
+        try:
+            return await _effect(operation, agent, call)
+        except BaseException:
+            agent.gate.revert(decision)  # synchronous: no other decision interleaves
+            raise
 
 
 async def _effect(operation: Operation, agent: StatefulHost, call: Call) -> Any:

@@ -55,7 +55,10 @@ class Operation:
     default the arguments themselves). `mutating` operations change the guest: they run to
     completion even when their connection goes away. Those whose point changes the policy
     state are also serialised (see `dispatch`), so each decision is made against the state
-    the previous effect committed.
+    the previous effect committed. `reserves` operations commit their decision before the
+    effect and revert it if the effect fails, so a slow external process (the runtime)
+    holds no lock; only for effects whose conflicting requests the reservation itself makes
+    the policy refuse or the effect's own owner reject (a container's, by its id).
     """
 
     name: str
@@ -64,6 +67,7 @@ class Operation:
     point: str | None = None
     prepare: Prepare | None = None
     mutating: bool = False
+    reserves: bool = False
     summary: str = ""
     runs_inline: bool = field(init=False, repr=False, compare=False)
 

@@ -1,5 +1,6 @@
 """The agent daemon: listeners -> connections -> dispatch -> policy gate -> effects.
 
-Read in this order: `agent.py` (composition root), `connection.py` (frames in, replies out),
-`dispatch.py` (the one pipeline every operation goes through), `ops/` (the operations).
+Read in this order: `agent.py` (composition root), then `guestagent.rpc` (connections, limits
+and the one pipeline every operation goes through, shared with the console), `ops/` (the
+operations). `limits.py` fits the connection cap to the fd limit.
 """

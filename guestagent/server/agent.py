@@ -50,6 +50,7 @@ from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
+    from guestagent.kata.connection import KataConnection
     from guestagent.kata.context import KataContext
     from guestagent.policy.decision import Decision
 
@@ -126,6 +127,8 @@ class Agent:
         )
         self.budget = BufferBudget(self.limits.buffer_budget)
         self.pools: list[ConnectionPool] = []
+        # Kata ttrpc connections keep their own admission for now (not yet on a pool).
+        self.kata_connections: set[KataConnection] = set()
         self.listeners: list[Listener] = []
         self.kata: KataContext | None = None
         self.shutting_down = False
@@ -271,6 +274,11 @@ class Agent:
         # Every request in flight is answered (reads at once, mutations within the grace)
         # before its connection closes.
         await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
+        kata_in_flight = [t for c in self.kata_connections for t in c.in_flight.values()]
+        if kata_in_flight:
+            await asyncio.wait(kata_in_flight, timeout=self.config.shutdown_grace)
+        for kata_connection in list(self.kata_connections):
+            kata_connection.close()
         self._stopped.set()
 
     async def release(self) -> None:
@@ -291,8 +299,9 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
 
     @property
-    def connections(self) -> list[Connection]:
-        return [connection for pool in self.pools for connection in pool.connections]
+    def connections(self) -> list[Connection | KataConnection]:
+        pooled = [connection for pool in self.pools for connection in pool.connections]
+        return [*pooled, *self.kata_connections]
 
     # -- what the host can read -------------------------------------------------------------
     def hello_result(self) -> dict[str, Any]:

@@ -6,9 +6,9 @@ directory, dm devices and loop devices. A new agent on the same state directory 
 so it must not serve next to them: same ids would stack mounts on old ones and an old container
 would run unmanaged. `reconcile` finds each kind, tears it down (kill, delete, unmount, detach,
 remove), and says what it found; anything it cannot remove is a failure and the agent refuses
-to start (fail closed). It only touches what is provably this agent's: paths under its state
-directory, its cgroup parent, runtime roots under its state directory, and dm/loop devices named
-with its state directory's tag.
+to start (fail closed). It only touches what is provably this agent's: paths and runtime roots
+under its state directory, the cgroups of the container ids its state directory knows, and
+dm/loop devices named with its state directory's tag.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guestagent.containers import children
-from guestagent.containers.stats import cgroup_dirs, remove_cgroup
+from guestagent.containers.stats import cgroup_dirs
 from guestagent.errors import AgentError
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
@@ -64,9 +64,10 @@ def reconcile(state_dir: Path, cgroup_parent: str | None) -> Reconciliation:
     """
     state_dir = state_dir.resolve()
     result = Reconciliation()
+    ids = _container_ids(state_dir / "containers")
     _containers(state_dir / "containers", result)
     if cgroup_parent is not None:
-        _cgroups(cgroup_parent, result)
+        _cgroups(cgroup_parent, ids, result)
     _mounts(state_dir, result)
     tag = device_tag(str(state_dir / "storage"))
     _dm_devices(tag, result)
@@ -102,14 +103,18 @@ def _delete_container(binary: str | None, runtime_root: Path, entry: Path) -> No
     shutil.rmtree(entry)
 
 
-def _cgroups(cgroup_parent: str, result: Reconciliation) -> None:
-    for parent in cgroup_dirs(f"/{cgroup_parent}"):
-        for child in sorted(p for p in parent.iterdir() if p.is_dir()):
-            result.attempt(f"cgroup {child}", _kill_and_remove_cgroup, child)
-    if cgroup_dirs(f"/{cgroup_parent}"):
-        left = remove_cgroup(f"/{cgroup_parent}")
-        if left:
-            result.failures.append(f"cgroup parent not removed: {left}")
+def _container_ids(root: Path) -> set[str]:
+    """Ids this state directory knows (bundles are written before `runtime create`), so only
+    their cgroups are touched, never another agent's under a shared parent."""
+    if not root.is_dir():
+        return set()
+    return {e.name for d in root.iterdir() if d.is_dir() for e in d.iterdir() if e.is_dir()}
+
+
+def _cgroups(cgroup_parent: str, ids: set[str], result: Reconciliation) -> None:
+    for container_id in sorted(ids):
+        for path in cgroup_dirs(f"/{cgroup_parent}/{container_id}"):
+            result.attempt(f"cgroup {path}", _kill_and_remove_cgroup, path)
 
 
 def _kill_and_remove_cgroup(path: Path) -> None:

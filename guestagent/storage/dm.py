@@ -160,7 +160,13 @@ def verity_table(
     return Target(0, params.data_size // 512, "verity", " ".join(args))
 
 
-def crypt_table(device: str, sectors: int, key_hex: str, cipher: str = "aes-xts-plain64") -> Target:
+def crypt_table(
+    device: str,
+    sectors: int,
+    key_hex: str,
+    cipher: str = "aes-xts-plain64",
+    sector_size: int = 512,
+) -> Target:
     """A dm-crypt target over the whole device (scratch: the key is ephemeral, in-guest)."""
     try:
         key = bytes.fromhex(key_hex)
@@ -168,21 +174,22 @@ def crypt_table(device: str, sectors: int, key_hex: str, cipher: str = "aes-xts-
         raise InvalidArgumentError("crypt key must be hex") from exc
     if cipher == "aes-xts-plain64" and len(key) not in (32, 64):
         raise InvalidArgumentError("aes-xts needs a 256- or 512-bit key")
-    if sectors <= 0:
-        raise InvalidArgumentError("crypt target needs a positive size")
-    return Target(0, sectors, "crypt", f"{cipher} {key.hex()} 0 {device} 0")
+    if sectors <= 0 or sector_size not in (512, 4096) or sectors % (sector_size // 512):
+        raise InvalidArgumentError("crypt target needs a positive size in whole crypt sectors")
+    options = "" if sector_size == 512 else f" 1 sector_size:{sector_size}"
+    return Target(0, sectors, "crypt", f"{cipher} {key.hex()} 0 {device} 0{options}")
 
 
-def integrity_table(device: str, sectors: int, key: bytes) -> Target:
+def integrity_table(device: str, sectors: int, key: bytes, block_size: int = 4096) -> Target:
     """A standalone dm-integrity target, tags HMAC-SHA256 under `key`, direct writes (no
-    journal: scratch is ephemeral, so a crash may leave a mismatch that reads as EIO)."""
+    journal: scratch is ephemeral, so a crash may leave a mismatch that reads as EIO).
+    4 KiB blocks: one tag per filesystem block, an eighth of the tags of 512 B sectors."""
     if len(key) != 32:
         raise InvalidArgumentError("integrity key must be 32 bytes")
     if sectors <= 0:
         raise InvalidArgumentError("integrity target needs a positive size")
-    return Target(
-        0, sectors, "integrity", f"{device} 0 32 D 1 internal_hash:hmac(sha256):{key.hex()}"
-    )
+    options = f"internal_hash:hmac(sha256):{key.hex()} block_size:{block_size}"
+    return Target(0, sectors, "integrity", f"{device} 0 32 D 2 {options}")
 
 
 IoctlFn = Callable[[int, int, bytearray], None]
@@ -316,8 +323,10 @@ class DmClient:
         table = verity_table(data_dev, hash_dev, params, root_hash, on_corruption)
         return self.open_table(name, [table], readonly=True)
 
-    def open_crypt(self, name: str, device: str, sectors: int, key_hex: str) -> str:
-        table = crypt_table(device, sectors, key_hex)
+    def open_crypt(
+        self, name: str, device: str, sectors: int, key_hex: str, sector_size: int = 512
+    ) -> str:
+        table = crypt_table(device, sectors, key_hex, sector_size=sector_size)
         return self.open_table(name, [table], readonly=False, secure=True)
 
     def _make_node(self, name: str, major: int, minor: int) -> str:

@@ -224,7 +224,9 @@ def mount_scratch_crypt(
     with StorageStack() as local:
         integrity, sectors = open_integrity(disk, dm, f"{name}-i")
         local.push(dm.remove, f"{name}-i")
-        mapped = dm.open_crypt(name, integrity, sectors, secrets.token_bytes(64).hex())
+        key = secrets.token_bytes(64).hex()
+        whole = sectors - sectors % 8  # whole 4 KiB crypt sectors
+        mapped = dm.open_crypt(name, integrity, whole, key, sector_size=4096)
         local.push(dm.remove, name)
         _zero(mapped)  # every tag written once: unwritten sectors would read as EIO
         _mkfs_ext4(mapped)

@@ -4,6 +4,7 @@ flight, and only operations that change the policy state take the mutation lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from pathlib import Path
@@ -157,6 +158,36 @@ def test_exec_external_does_not_hold_the_mutation_lock(tmp_path: Path) -> None:
             assert await asyncio.wait_for(client.call("mount"), 2) == "mounted"
             long.cancel()
         agent.request_shutdown()
+        await asyncio.wait_for(serving, 15)
+
+    asyncio.run(main())
+
+
+def test_a_hanging_runtime_on_create_does_not_hold_the_lock(tmp_path: Path) -> None:
+    async def hanging_create(agent: Agent, call: object) -> str:
+        await asyncio.sleep(30)  # a runtime that never answers `create`
+        return "created"
+
+    async def mount(agent: Agent, call: object) -> str:
+        return "mounted"
+
+    async def main() -> None:
+        agent, uri = make_agent(tmp_path)
+        table = agent.dispatcher.table
+        assert table["create_container"].reserves  # the real one is decided, then run
+        table["hang"] = Operation(
+            "hang", hanging_create, point="create_container", mutating=True, reserves=True
+        )
+        table["mount"] = Operation("mount", mount, point="mount_scratch", mutating=True)
+        serving = await started(agent)
+        async with await AsyncClient.connect(uri) as client:
+            hang = asyncio.create_task(client.call("hang"))
+            await asyncio.sleep(0.3)
+            assert not agent.mutation_lock.locked()
+            assert await asyncio.wait_for(client.call("mount"), 2) == "mounted"
+            agent.request_shutdown()
+            with contextlib.suppress(RemoteError):
+                await asyncio.wait_for(hang, 15)
         await asyncio.wait_for(serving, 15)
 
     asyncio.run(main())

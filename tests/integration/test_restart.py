@@ -128,3 +128,45 @@ def test_killed_agent_leaves_nothing_after_restart(world: World, point: str) -> 
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
         if os.path.isdir(f"/sys/fs/cgroup/{cgroup_parent}"):
             os.rmdir(f"/sys/fs/cgroup/{cgroup_parent}")
+
+
+def test_leftovers_that_cannot_be_removed_stop_the_agent(tmp_path: Path) -> None:
+    """Fail closed: a mount an earlier run left that is busy now keeps the agent from serving."""
+    import asyncio
+
+    from guestagent.errors import AgentError
+    from guestagent.server.agent import Agent, AgentConfig
+    from guestagent.storage.mounts import mount, umount
+
+    state = tmp_path / "state"
+    left = state / "storage" / "scratch" / "c1"
+    left.mkdir(parents=True)
+    mount("tmpfs", str(left), "tmpfs")
+    busy = os.open(left / "held", os.O_CREAT | os.O_RDWR)  # keeps the mount busy
+    config = AgentConfig(
+        listen=[f"unix://{tmp_path}/a.sock"],
+        state_dir=str(state),
+        snp="none",
+        manage_containers=False,
+    )
+
+    async def start(agent: Agent) -> None:
+        try:
+            await agent.start()
+        finally:
+            await agent.release()
+
+    try:
+        agent = Agent(config)
+        with pytest.raises(AgentError, match="refusing to serve") as refused:
+            asyncio.run(start(agent))
+        assert f"mount {left}" in refused.value.message
+        assert not (tmp_path / "a.sock").exists()
+    finally:
+        os.close(busy)
+    agent = Agent(config)  # released: the next start removes it and serves
+    asyncio.run(start(agent))
+    assert agent.reconciled.found == [f"mount {left}", f"directory {state / 'storage'}"]
+    assert mounts_under(str(state)) == []
+    if mounts_under(str(left)):
+        umount(str(left))

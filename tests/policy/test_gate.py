@@ -113,3 +113,32 @@ def test_engine_fails_closed_on_garbage() -> None:
         decision = decide(policy, state, point, request)
         assert not decision.allowed and decision.next_state is None
     assert decide(policy, state, "mount_device", None).code.value == "protocol.invalid_argument"
+
+
+def test_revert_undoes_a_reservation_and_keeps_later_commits() -> None:
+    gate = _gate()
+    reserved = gate.decide("mount_device", {"target": "/l/0", "device_hash": world.L1})
+    gate.commit(reserved)  # committed before its effect ran
+    later = gate.decide("mount_device", {"target": "/l/1", "device_hash": world.L2})
+    gate.commit(later)
+    gate.revert(reserved)  # its effect failed
+    assert gate.state.devices == {"/l/1": world.L2}
+    gate.revert(gate.decide("get_properties", {}))  # read-only: nothing to undo
+    assert gate.state.devices == {"/l/1": world.L2}
+
+
+def test_state_revert_touches_only_the_entries_the_transition_changed() -> None:
+    from guestagent.policy.state import EMPTY_STATE
+
+    base = EMPTY_STATE.evolve(started=EMPTY_STATE.started.add("old"))
+    reserved = base.evolve(
+        created=base.created.add("c1"),
+        candidates=base.candidates.set("c1", (0, 2)),
+        started=base.started.discard("old"),
+    )
+    now = reserved.evolve(created=reserved.created.add("c2"))
+    undone = now.revert(base, reserved)
+    assert set(undone.created) == {"c2"}
+    assert dict(undone.candidates) == {}
+    assert set(undone.started) == {"old"}
+    assert now.revert(base, base) is now

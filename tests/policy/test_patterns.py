@@ -79,14 +79,22 @@ def test_engine_denies_a_long_env_value_against_a_nested_pattern() -> None:
 @pytest.mark.parametrize("text", ["K=\udc80", "\ud800", "K=" + "a" * (MAX_INPUT_LENGTH + 1)])
 def test_unencodable_or_overlong_inputs_never_match_and_never_raise(text: str) -> None:
     assert not compile_pattern("K=.*|.*", "$.p").matches(text)
-    assert PatternSet(["K=.*", ".*"]).match(text) == []
+    assert not PatternSet(["K=.*", ".*"]).any(text)
 
 
-def test_set_reports_every_full_match() -> None:
+def test_set_matches_if_any_pattern_matches_whole() -> None:
     patterns = PatternSet(["A=[0-9]+", "A=.*", "B=x"])
-    assert sorted(patterns.match("A=12")) == [0, 1]
-    assert patterns.match("A=x") == [1]
-    assert patterns.match("XA=1") == []
+    assert patterns.any("A=12") and patterns.any("A=x") and patterns.any("B=x")
+    assert not patterns.any("XA=1") and not patterns.any("B=xx")
+
+
+def test_remembered_verdicts_are_the_automaton_s() -> None:
+    """Short inputs are answered from memory after the first time: the same answer."""
+    patterns = PatternSet([r"PORT=\d{2,5}"])
+    for text in ["PORT=8080", f"PORT={ARABIC_INDIC}", "PORT=1", "PORT=80" + "0" * 300]:
+        first = patterns.any(text)
+        assert first == patterns.any(text) == patterns._match(text)
+        assert first is (text == "PORT=8080")
 
 
 def test_inline_flags_combine_in_one_env_matcher() -> None:
@@ -95,7 +103,7 @@ def test_inline_flags_combine_in_one_env_matcher() -> None:
         EnvRule(p, "re2", False, compile_pattern(p, "")) for p in ("(?i)lang=c", "(x)=1", "B=y")
     )
     matcher = EnvMatcher.build(rules)
-    assert matcher.allows_all(["LANG=C", "x=1", "B=y"])
+    assert all(map(matcher.allows, ["LANG=C", "x=1", "B=y"]))
     assert not matcher.allows("B=Y")
 
 

@@ -41,6 +41,15 @@ def test_summary_calls_out_risky_grants() -> None:
     assert not any("PORT" in r for r in locked)  # PORT=[0-9]{1,5} is not a catch-all
 
 
+def test_summary_calls_out_runtime_fields_that_loosen_the_defaults() -> None:
+    risks = summarize(world.load_policy("runtime"))["risks"]
+    assert "web-runtime: the host may mask or make read-only: /app/secrets" in risks
+    assert "web-runtime: oomScoreAdj down to -997 (shielded from the OOM killer)" in risks
+    assert not any(
+        "oomScoreAdj" in r or "mask" in r for r in summarize(world.load_policy("main"))["risks"]
+    )
+
+
 def test_hash_prints_host_data(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "hash", str(EXAMPLES / "busybox.json")]) == 0
     raw = (EXAMPLES / "busybox.json").read_bytes()

@@ -107,7 +107,24 @@ LOCKED_POLICY: dict[str, Any] = {
     "allow_unencrypted_scratch": True,
 }
 
-POLICIES = {"main": MAIN_POLICY, "locked": LOCKED_POLICY}
+# WEB with every runtime field set (issue 12): umask, hostname, paths, rlimits, oom, devices.
+RUNTIME_POLICY: dict[str, Any] = {
+    "version": 1,
+    "containers": [
+        {
+            **copy.deepcopy(WEB),
+            "name": "web-runtime",
+            "umask": "0077",
+            "hostname": "web-[0-9]+",
+            "masked_paths": ["/app/secrets"],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096}],
+            "oom_score_adj": {"min": -997, "max": 1000},
+            "devices": ["/dev/null"],
+        }
+    ],
+}
+
+POLICIES = {"main": MAIN_POLICY, "locked": LOCKED_POLICY, "runtime": RUNTIME_POLICY}
 
 USER = {"uid": 1000, "gid": 1000, "additional_gids": [10]}
 

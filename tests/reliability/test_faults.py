@@ -298,6 +298,58 @@ def test_crashing_runtime(world: ReliabilityWorld, tmp_path: Path, body: str) ->
         assert_serving(agent)
 
 
+def test_hanging_runtime_on_create_blocks_no_other_change(
+    world: ReliabilityWorld, tmp_path: Path
+) -> None:
+    """`create` waits on the runtime without the mutation lock; its failure is reverted."""
+    fake = tmp_path / "fake-runc"
+    real = shutil.which("runc")
+    fake.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = create ] && sleep 6 && exit 1; done\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    with agent_with_policy(world, "--runtime", str(fake)) as agent:
+        with Client.connect(agent.uri) as client, Client.connect(agent.uri) as other:
+            client.call("mount_layer", {"layer_id": "base", "source": str(world.layer)})
+            prepare_overlay(client, "c1")
+            client.send_raw(
+                _frame(
+                    encode_request(1000, "create_container", {"container_id": "c1", "spec": spec()})
+                )
+            )
+            time.sleep(1.0)  # the runtime is hanging now
+            began = time.monotonic()
+            prepare_overlay(other, "c2")  # state-changing, under the lock
+            assert time.monotonic() - began < 3
+            assert other.status()["policy"]["engine_state"]["created"] == 1  # reserved
+            failed = client.receive(1000)
+            assert failed["ok"] is False and failed["error"]["code"] == "runtime.failed"
+            assert other.status()["policy"]["engine_state"]["created"] == 0  # reverted
+        assert_serving(agent)
+
+
+def test_sigterm_answers_a_long_wait_process(world: ReliabilityWorld) -> None:
+    with agent_with_policy(world) as agent, Client.connect(agent.uri) as client:
+        client.call("mount_layer", {"layer_id": "base", "source": str(world.layer)})
+        prepare_overlay(client, "c1")
+        client.call("create_container", {"container_id": "c1", "spec": spec(SLEEP_COMMAND)})
+        client.call("start_container", {"container_id": "c1"})
+        request = encode_request(1000, "wait_process", {"container_id": "c1", "timeout": 60})
+        client.send_raw(_frame(request))
+        time.sleep(0.5)
+        began = time.monotonic()
+        agent.process.send_signal(signal.SIGTERM)
+        reply = client.receive(1000)
+        assert reply["ok"] is False and reply["error"]["code"] == "agent.shutting_down"
+        assert time.monotonic() - began < 3  # at once, not after the 10 s grace
+        assert agent.process.wait(timeout=20) == 0
+
+
+def _frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
 # -- SNP -----------------------------------------------------------------------------------------
 def _serve_once(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -70,6 +70,8 @@ def test_integrity_table_keys_every_sector() -> None:
     key = bytes(range(32))
     target = integrity_table("254:16", 1000, key)
     assert target.target_type == "integrity" and target.length == 1000
-    assert target.params == f"254:16 0 32 D 1 internal_hash:hmac(sha256):{key.hex()}"
+    assert target.params == (
+        f"254:16 0 32 D 2 internal_hash:hmac(sha256):{key.hex()} block_size:4096"
+    )
     with pytest.raises(InvalidArgumentError):
         integrity_table("254:16", 1000, b"short")

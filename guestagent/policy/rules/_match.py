@@ -64,23 +64,16 @@ def match_env(
 ) -> tuple[list[str] | None, Failure | None]:
     """Kept env, or the first unmatched variable / missing required rule."""
     allows = matcher.allows
-    if matcher.allows_all(env):
+    if all(map(allows, env)):
         kept = list(env)
-    else:
+    elif dropping:
         kept = [var for var in env if allows(var)]
-        if not dropping:
-            var = next(v for v in env if not allows(v))
-            return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
-    if not matcher.required or matcher.required_present(kept):
-        return kept, None
-    present = set(kept)  # some required rule is missing, or is a regex: find the first
-    for rule in matcher.required:
-        if rule.compiled is None:
-            found = rule.pattern in present
-        else:
-            found = any(rule.compiled.matches(v) for v in kept)
-        if not found:
-            return None, {"asked": "(absent)", "required_rule": rule.pattern}
+    else:
+        var = next(v for v in env if not allows(v))  # the explanation: the first refused
+        return None, {"asked": var, "allowed": _nearest_env_rules(matcher.rules, var)}
+    missing = matcher.missing_required(kept)
+    if missing is not None:
+        return None, {"asked": "(absent)", "required_rule": missing.pattern}
     return kept, None
 
 
@@ -110,6 +103,20 @@ def granted_caps(
     }
 
 
+def _caps_difference(expected: CapabilitySets, asked: Mapping[str, Sequence[str]]) -> Failure:
+    """Why granted_caps refused: the first set that differs (built only for a denial)."""
+    for name, want in zip(CAPABILITY_SETS, expected.sets, strict=True):
+        have = frozenset(asked[name])
+        if have != want:
+            return {
+                "set": name,
+                "asked_extra": sorted(have - want),
+                "asked_missing": sorted(want - have),
+                "allowed": sorted(want),
+            }
+    return {"set": "bounding", "asked_extra": [], "asked_missing": [], "allowed": []}
+
+
 def match_caps(
     expected: CapabilitySets, asked: Mapping[str, Sequence[str]], dropping: bool
 ) -> tuple[dict[str, list[str]] | None, Failure | None]:
@@ -117,28 +124,10 @@ def match_caps(
     granted = granted_caps(expected, asked)
     if granted is not None:
         return granted, None
-    kept: dict[str, list[str]] = {}
-    wants = (
-        expected.bounding,
-        expected.effective,
-        expected.inheritable,
-        expected.permitted,
-        expected.ambient,
-    )
-    for name, want, want_sorted in zip(CAPABILITY_SETS, wants, expected.sorted_sets, strict=True):
-        have = frozenset(asked[name])
-        if have == want:
-            kept[name] = list(want_sorted)  # == sorted(have), sorted once at policy load
-        elif dropping:
-            kept[name] = sorted(have & want)
-        else:
-            return None, {
-                "set": name,
-                "asked_extra": sorted(have - want),
-                "asked_missing": sorted(want - have),
-                "allowed": sorted(want),
-            }
-    return kept, None
+    if dropping:
+        sets = zip(CAPABILITY_SETS, expected.sets, strict=True)
+        return {name: sorted(frozenset(asked[name]) & want) for name, want in sets}, None
+    return None, _caps_difference(expected, asked)
 
 
 def match_user(rule: UserRule, user: Mapping[str, Any]) -> Failure | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from guestagent.policy.containers import MountRule
 
-__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts", "mounts_fit"]
+__all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts"]
 
 _OPPOSITE = {"nosuid": "suid", "noexec": "exec", "nodev": "dev", "ro": "rw"}
 
@@ -29,16 +29,6 @@ class DefaultMount:
     # (required options, forbidden opposites), for an unelevated and an elevated container.
     plain: tuple[frozenset[str], frozenset[str]]
     elevated: tuple[frozenset[str], frozenset[str]]
-
-    def allows(self, mount: Mapping[str, Any], elevated: bool) -> bool:
-        """The test match_mounts makes, there looked up in _DEFAULT_BY_KEY."""
-        if mount["destination"] != self.destination or mount["type"] not in self.type:
-            return False
-        if mount["source"] not in self.sources:
-            return False
-        required, forbidden = self.elevated if elevated else self.plain
-        options = mount["options"]
-        return required.issubset(options) and forbidden.isdisjoint(options)
 
 
 def _options_rule(required: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
@@ -68,7 +58,7 @@ DEFAULT_MOUNTS = (
 )
 
 # (destination, type, source) -> (slot among the defaults, plain rule, elevated rule): one
-# lookup instead of DefaultMount.allows' three tests (match_mounts runs per request).
+# lookup for match_mounts, which runs per request.
 _DEFAULT_BY_KEY = {
     (d.destination, kind, source): (k, d.plain, d.elevated)
     for k, d in enumerate(DEFAULT_MOUNTS)
@@ -143,7 +133,7 @@ def match_mounts(
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
             return {
                 "asked": dict(mount),
-                "index": i,
+                "mount_index": i,
                 "allowed": near or [_describe(r) for r in rules[:4]],
             }
         edges.append(row)
@@ -154,41 +144,7 @@ def match_mounts(
     if unmatched is not None:
         return {
             "asked": dict(mounts[unmatched]),
-            "index": unmatched,
+            "mount_index": unmatched,
             "allowed": "each policy mount may be used once; all that fit are taken",
         }
     return None
-
-
-def mounts_fit(
-    rules: Sequence[MountRule],
-    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
-    mounts: Sequence[Mapping[str, Any]],
-    elevated: bool,
-) -> bool:
-    """`match_mounts(...) is None`, without building the graph in the usual case.
-
-    Each mount's first fit is all that decides while no two mounts share one; on the first
-    shared fit the full matching decides.
-    """
-    n = len(rules)
-    firsts: set[int] = set()
-    for mount in mounts:
-        destination = mount["destination"]
-        here = by_destination.get(destination)
-        fits = _fits(here, mount) if here is not None else None
-        if fits:
-            first = fits[0]
-        else:
-            default = _DEFAULT_BY_KEY.get((destination, mount["type"], mount["source"]))
-            if default is None:
-                return False
-            required, forbidden = default[2] if elevated else default[1]
-            options = mount["options"]
-            if not (required.issubset(options) and forbidden.isdisjoint(options)):
-                return False
-            first = n + default[0]
-        if first in firsts:
-            return match_mounts(rules, by_destination, mounts, elevated) is None
-        firsts.add(first)
-    return True

@@ -7,13 +7,7 @@ from typing import Any
 
 from guestagent.policy.containers import Container
 from guestagent.policy.document import Policy
-from guestagent.policy.rules._match import (
-    expected_caps,
-    granted_caps,
-    match_caps,
-    match_env,
-    match_user,
-)
+from guestagent.policy.rules._match import expected_caps, match_caps, match_env, match_user
 
 __all__ = [
     "argv_equals_command",
@@ -69,21 +63,7 @@ def env_and_caps(
     policy: Policy, c: Container, req: Mapping[str, Any], rank: int
 ) -> dict[str, Any] | tuple[int, str, dict[str, Any]]:
     """The data to apply (kept env and caps), or (rank, field, failure)."""
-    matcher, asked_env = c.env_matcher, req["env"]
-    want = c.capabilities or expected_caps(None, c.allow_elevated and bool(req.get("privileged")))
-    # The usual case, in short: every variable allowed, every required one present, and
-    # each capability set the policy's.
-    if matcher.allows_all(asked_env) and matcher.required_present(asked_env):
-        caps = granted_caps(want, req["capabilities"])
-        if caps is not None:
-            return {
-                "env": list(asked_env),
-                "capabilities": caps,
-                "allow_stdio": c.allow_stdio_access,
-                "attestation_socket": c.attestation_socket,
-                "umask": c.runtime.umask,
-            }
-    env, failure = match_env(matcher, asked_env, policy.allow_environment_variable_dropping)
+    env, failure = match_env(c.env_matcher, req["env"], policy.allow_environment_variable_dropping)
     if env is None:
         assert failure is not None
         if "required_rule" in failure:
@@ -91,6 +71,7 @@ def env_and_caps(
         else:
             failure["why"] = f"variable {failure['asked'].split('=', 1)[0]} matches no env rule"
         return rank, "env", failure
+    want = c.capabilities or expected_caps(None, c.allow_elevated and bool(req.get("privileged")))
     caps, failure = match_caps(want, req["capabilities"], policy.allow_capability_dropping)
     if caps is None:
         assert failure is not None

@@ -3,66 +3,59 @@ rlimits, oomScoreAdj; policy/runtime_fields.py), and the shapes of their facts."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from guestagent.policy.containers import Container
 from guestagent.policy.rules._candidates import Check
-from guestagent.policy.rules._common import BadInput, check_input, is_int, is_str, is_u64
+from guestagent.policy.rules._common import BadInput
+from guestagent.policy.rules._input import STR, U32, U64, IntIn, ListOf, Schema
 
 __all__ = [
+    "DEVICES",
+    "OOM_SCORE_ADJ",
+    "RESOURCES",
+    "RLIMITS",
     "RUNTIME_CHECKS",
     "hostname_allowed",
-    "is_devices",
-    "is_oom_score_adj",
-    "is_resources",
-    "is_rlimits",
     "rlimits_allowed",
 ]
 
-_DEVICE_SCHEMA = {
-    "path": is_str,
-    "type": is_str,
-    "major": is_int,
-    "minor": is_int,
-    "file_mode": is_int,
-    "uid": is_int,
-    "gid": is_int,
-}
-_RLIMIT_SCHEMA = {"type": is_str, "soft": is_u64, "hard": is_u64}
+# The shapes of the facts (rules/_input.py).
+DEVICES = ListOf(
+    Schema(
+        {
+            "path": STR,
+            "type": STR,
+            "major": U32,
+            "minor": U32,
+            "file_mode": U32,
+            "uid": U32,
+            "gid": U32,
+        }
+    ),
+    1024,
+)
+RLIMITS = ListOf(Schema({"type": STR, "soft": U64, "hard": U64}), 1024)
+OOM_SCORE_ADJ = IntIn(-1000, 1000, optional=True)
 
 
-def _is_records(schema: Mapping[str, Any]) -> Callable[[Any, str], None]:
-    def check(value: Any, name: str) -> None:
-        if type(value) not in (list, tuple) or len(value) > 1024:
-            raise BadInput(name, "expected a list of records")
-        for i, item in enumerate(value):
-            try:
-                check_input(item, schema)
-            except BadInput as exc:
-                raise BadInput(f"{name}[{i}].{exc.field}", exc.message) from None
+class _Resources:
+    """A map of at most 64 names to integers in [-2**63, 2**64) or strings."""
 
-    return check
-
-
-is_devices = _is_records(_DEVICE_SCHEMA)
-is_rlimits = _is_records(_RLIMIT_SCHEMA)
+    @staticmethod
+    def check(value: Any, texts: list[Any]) -> None:
+        if type(value) is not dict or len(value) > 64:
+            raise BadInput("", "expected a map of at most 64 limits")
+        texts += value
+        for key, item in value.items():
+            if type(item) is str:
+                texts.append(item)
+            elif type(item) is not int or not -(2**63) <= item < 2**64:
+                raise BadInput(str(key), "expected an integer or a string")
 
 
-def is_resources(value: Any, name: str) -> None:
-    if not isinstance(value, Mapping) or len(value) > 64:
-        raise BadInput(name, "expected a map of limits")
-    for key, item in value.items():
-        is_str(key, name)
-        if type(item) is str:
-            is_str(item, f"{name}.{key}")
-        elif type(item) is not int or not -(2**63) <= item < 2**64:
-            raise BadInput(f"{name}.{key}", "expected an integer or a string")
-
-
-def is_oom_score_adj(value: Any, name: str) -> None:
-    if value is not None and (type(value) is not int or not -1000 <= value <= 1000):
-        raise BadInput(name, "expected null or an integer in [-1000, 1000]")
+RESOURCES = _Resources
 
 
 def umask_allowed(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:

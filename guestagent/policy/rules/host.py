@@ -7,7 +7,8 @@ from typing import Any
 
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import CONSOLE_COMMANDS, NETWORK_KINDS, Policy
-from guestagent.policy.rules._common import BadInput, allow, check_input, deny, is_int, is_str
+from guestagent.policy.rules._common import BadInput, allow, deny
+from guestagent.policy.rules._input import EMPTY, STR, U32, Schema, check_input, check_str
 from guestagent.policy.state import PolicyState
 
 __all__ = [
@@ -23,11 +24,12 @@ __all__ = [
 _ON_AN_INTERFACE = frozenset({"interface", "address", "route", "neighbor"})
 # Setuid, setgid and sticky bits are never granted to a copied file.
 _SPECIAL_MODE_BITS = 0o7000
+_COPY = Schema({"destination": STR, "mode": U32, "size": U32})
 
 
 def _flag(point: str, flag: str, what: str) -> Callable[..., Decision]:
     def decide(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
-        check_input(req, {})
+        check_input(req, EMPTY)
         if getattr(policy, flag):
             return allow(point, f"the policy sets {flag}", state)
         return deny(
@@ -79,7 +81,7 @@ def decide_network_change(policy: Policy, state: PolicyState, req: Mapping[str, 
             allowed=[p.source for p in rules.interface_patterns],
         )
     if rules.interface_patterns and name is not None:
-        is_str(name, "interface")
+        check_str(name, "interface")
         if not any(p.matches(name) for p in rules.interface_patterns):
             return deny(
                 point,
@@ -93,7 +95,7 @@ def decide_network_change(policy: Policy, state: PolicyState, req: Mapping[str, 
 
 def decide_copy_file(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "copy_file"
-    check_input(req, {"destination": is_str, "mode": is_int, "size": is_int})
+    check_input(req, _COPY)
     dest, rules = req["destination"], policy.copy_file
     if not dest.startswith("/") or ".." in dest.split("/"):
         return deny(
@@ -129,7 +131,7 @@ def _console(command: str) -> Callable[..., Decision]:
     point = f"console_{command}"
 
     def decide(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
-        check_input(req, {})
+        check_input(req, EMPTY)
         console = policy.debug_console
         if not console.enabled:
             return deny(point, "debug_console", "the debug console is disabled by the policy")

@@ -10,20 +10,18 @@ from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
 from guestagent.policy.rules import _process as proc
 from guestagent.policy.rules._candidates import Check, deny_candidates, first_failure, same_data
-from guestagent.policy.rules._common import (
-    BadInput,
-    allow,
+from guestagent.policy.rules._common import BadInput, allow, deny
+from guestagent.policy.rules._input import (
+    BOOL,
+    CAPS,
+    STR,
+    STR_LIST,
+    U32,
+    USER,
+    OptionalStr,
+    Schema,
     check_input,
-    deny,
-    is_bool,
-    is_caps,
-    is_int,
-    is_opt_str,
-    is_str,
-    is_str_list,
-    is_user,
 )
-from guestagent.policy.rules._fastinput import exec_input_ok
 from guestagent.policy.rules._match import match_env
 from guestagent.policy.state import PolicyState
 
@@ -38,20 +36,26 @@ __all__ = [
 
 _NO_ARGVS: frozenset[tuple[str, ...]] = frozenset()
 
-EXEC_SCHEMA = {
-    "container_id": is_str,
-    "argv": is_str_list,
-    "env": is_str_list,
-    "working_dir": is_str,
-    "user": is_user,
-    "capabilities": is_caps,
-    "no_new_privileges": is_bool,
-    "terminal": is_bool,
-}
+EXEC_SCHEMA = Schema(
+    {
+        "container_id": STR,
+        "argv": STR_LIST,
+        "env": STR_LIST,
+        "working_dir": STR,
+        "user": USER,
+        "capabilities": CAPS,
+        "no_new_privileges": BOOL,
+        "terminal": BOOL,
+    }
+)
+_CONTAINER = Schema({"container_id": STR})
+_EXTERNAL = Schema({"argv": STR_LIST, "env": STR_LIST, "working_dir": STR})
+_SIGNAL = Schema({"container_id": STR, "signal": U32, "is_init": BOOL, "argv": STR_LIST})
+_STATE = Schema({"container_id": OptionalStr})
 
 
 def decide_start_container(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
-    check_input(req, {"container_id": is_str})
+    check_input(req, _CONTAINER)
     cid = req["container_id"]
     if cid not in state.created:
         return deny(
@@ -97,8 +101,7 @@ def decide_exec_in_container(
     policy: Policy, state: PolicyState, req: Mapping[str, Any]
 ) -> Decision:
     point = "exec_in_container"
-    if not exec_input_ok(req):
-        check_input(req, EXEC_SCHEMA)  # raises the precise BadInput (or accepts a rare shape)
+    check_input(req, EXEC_SCHEMA)
     cid = req["container_id"]
     if cid not in state.started:
         return deny(point, "container_id", f"container {cid} is not running", asked=cid)
@@ -137,7 +140,7 @@ def decide_exec_in_container(
 
 def decide_exec_external(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "exec_external"
-    check_input(req, {"argv": is_str_list, "env": is_str_list, "working_dir": is_str})
+    check_input(req, _EXTERNAL)
     argv = tuple(req["argv"])
     matches = [
         p
@@ -174,9 +177,7 @@ def decide_exec_external(policy: Policy, state: PolicyState, req: Mapping[str, A
 
 
 def _signal_input(req: Mapping[str, Any]) -> None:
-    check_input(
-        req, {"container_id": is_str, "signal": is_int, "is_init": is_bool, "argv": is_str_list}
-    )
+    check_input(req, _SIGNAL)
     if not 1 <= req["signal"] <= 64:
         raise BadInput("signal", "expected a signal number in [1, 64]")
 
@@ -235,7 +236,7 @@ def _overlay_candidates(policy: Policy, state: PolicyState, cid: str) -> tuple[i
 def decide_shutdown_container(
     policy: Policy, state: PolicyState, req: Mapping[str, Any]
 ) -> Decision:
-    check_input(req, {"container_id": is_str})
+    check_input(req, _CONTAINER)
     cid = req["container_id"]
     if cid not in state.created:
         return deny(
@@ -255,5 +256,5 @@ def decide_shutdown_container(
 def decide_container_state(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     if isinstance(req, Mapping) and not req:
         req = {"container_id": None}
-    check_input(req, {"container_id": is_opt_str})
+    check_input(req, _STATE)
     return allow("container_state", "reading container state is allowed", state)

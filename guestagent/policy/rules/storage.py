@@ -8,7 +8,8 @@ from typing import Any
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
 from guestagent.policy.persistent import PMap
-from guestagent.policy.rules._common import allow, check_input, deny, is_bool, is_str, is_str_list
+from guestagent.policy.rules._common import allow, deny
+from guestagent.policy.rules._input import BOOL, STR, STR_LIST, Schema, check_input
 from guestagent.policy.state import Overlay, PolicyState
 
 __all__ = [
@@ -19,6 +20,11 @@ __all__ = [
     "decide_unmount_overlay",
     "decide_unmount_scratch",
 ]
+
+_TARGET = Schema({"target": STR})
+_DEVICE = Schema({"target": STR, "device_hash": STR})
+_OVERLAY = Schema({"container_id": STR, "layer_paths": STR_LIST, "target": STR})
+_SCRATCH = Schema({"target": STR, "encrypted": BOOL})
 
 
 def _in_use(state: PolicyState, target: str) -> str | None:
@@ -33,7 +39,7 @@ def _in_use(state: PolicyState, target: str) -> str | None:
 
 def decide_mount_device(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "mount_device"
-    check_input(req, {"target": is_str, "device_hash": is_str})
+    check_input(req, _DEVICE)
     target, digest = req["target"], req["device_hash"].lower()
     used = _in_use(state, target)
     if used:
@@ -53,7 +59,7 @@ def decide_mount_device(policy: Policy, state: PolicyState, req: Mapping[str, An
 
 def decide_unmount_device(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "unmount_device"
-    check_input(req, {"target": is_str})
+    check_input(req, _TARGET)
     target = req["target"]
     if target not in state.devices:
         return deny(point, "target", f"no layer device is mounted at {target}", asked=target)
@@ -118,7 +124,7 @@ def _layer_mismatch(policy: Policy, hashes: tuple[str, ...]) -> list[dict[str, A
 
 def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "mount_overlay"
-    check_input(req, {"container_id": is_str, "layer_paths": is_str_list, "target": is_str})
+    check_input(req, _OVERLAY)
     cid, paths, target = req["container_id"], tuple(req["layer_paths"]), req["target"]
     if cid in state.candidates:
         return deny(
@@ -158,7 +164,7 @@ def decide_mount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, A
 
 def decide_unmount_overlay(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "unmount_overlay"
-    check_input(req, {"target": is_str})
+    check_input(req, _TARGET)
     target = req["target"]
     overlay = state.overlays.get(target)
     if overlay is None:
@@ -183,7 +189,7 @@ def decide_unmount_overlay(policy: Policy, state: PolicyState, req: Mapping[str,
 
 def decide_mount_scratch(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "mount_scratch"
-    check_input(req, {"target": is_str, "encrypted": is_bool})
+    check_input(req, _SCRATCH)
     target = req["target"]
     used = _in_use(state, target)
     if used:
@@ -202,7 +208,7 @@ def decide_mount_scratch(policy: Policy, state: PolicyState, req: Mapping[str, A
 
 def decide_unmount_scratch(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
     point = "unmount_scratch"
-    check_input(req, {"target": is_str})
+    check_input(req, _TARGET)
     if req["target"] not in state.scratch:
         return deny(
             point, "target", f"no scratch space is mounted at {req['target']}", asked=req["target"]

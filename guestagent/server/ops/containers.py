@@ -191,6 +191,7 @@ OPERATIONS = [
         point="create_container",
         prepare=prepare_create,
         mutating=True,
+        reserves=True,
         args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
         summary="create a container from an OCI spec on its verified overlay",
     ),
