@@ -14,10 +14,28 @@ from qemu_guest import Disk, Guest
 
 from guestagent.demo import assets
 from guestagent.errors import AgentError
-from guestagent.kata.client import KataClient
+from guestagent.kata.client import HEALTH, KataClient
+from guestagent.kata.pb import health_pb2
 from guestagent.policy.measure import measure
 from tests.kata import pod
 from tests.kata.pod_sequence import lifecycle
+
+
+async def until_healthy(client: KataClient, attempts: int = 60) -> None:
+    """Check until the agent answers, as the Kata shim does: bytes that reach the port before
+    the agent has opened it are dropped with an EOF (see test_agent.py), so the first Check
+    may never arrive. A late answer to an earlier attempt is ignored by the client."""
+    for _ in range(attempts):
+        try:
+            await asyncio.wait_for(
+                client.call(HEALTH, "Check", health_pb2.CheckRequest(),
+                            health_pb2.HealthCheckResponse),
+                5,
+            )  # fmt: skip
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError("the agent never answered Health.Check on the channel")
 
 
 def test_pod_lifecycle_over_kata_in_a_guest(make_guest, tmp_path_factory) -> None:
@@ -49,6 +67,7 @@ def test_pod_lifecycle_over_kata_in_a_guest(make_guest, tmp_path_factory) -> Non
         async def drive() -> None:
             client = await KataClient.from_socket(sock)
             try:
+                await until_healthy(client)
                 # /dev/vda is the root filesystem; the layer is the next disk.
                 await asyncio.wait_for(lifecycle(client, policy, "/dev/vdb", None), 900)
             finally:
