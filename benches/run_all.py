@@ -105,7 +105,13 @@ def main() -> int:
     options = parser.parse_args()
     if options.verity_size is None:
         options.verity_size = (64 if options.quick else 1024) << 20
+    # The command that reproduces this table, every option that shaped it included.
     command = "python benches/run_all.py" + (" --quick" if options.quick else "")
+    if options.only:
+        command += " --only " + " ".join(options.only)
+    default_size = (64 if options.quick else 1024) << 20
+    if options.verity_size != default_size:
+        command += f" --verity-size {options.verity_size >> 20}M"
     rows, failures, elapsed = run(options)
     text = report(rows, elapsed, command)
     print(text)

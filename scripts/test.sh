@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for the test suite and runs it: the README's test command.
-# Installs the distribution packages the tests use for real (runc, veritysetup as an oracle,
-# mkfs.erofs, busybox for container root filesystems, systemd-analyze), the package with its
-# test and measure extras, then runs the host tier and the whole-VM tier.
+# The README's test command: sets the machine up (scripts/setup.sh --test: Debian packages and
+# the .venv), then runs ruff, the host tier and, as root, the whole-VM tier, all with .venv's
+# python. Arguments go to the host tier's pytest. --host-only leaves the whole-VM tier out
+# (refused in CI). In CI (CI=true) a skipped test fails the run (tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(runc crun cryptsetup-bin erofs-utils busybox-static iproute2 e2fsprogs kmod cpio openssl
-  python3 systemd protobuf-compiler golang-go golang-github-containerd-ttrpc-dev)
-
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+host_only=0
+pytest_args=()
+for arg in "$@"; do
+  if [[ $arg == --host-only ]]; then host_only=1; else pytest_args+=("$arg"); fi
 done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "warning: not root or no apt-get; tests needing ${missing[*]} will skip" >&2
-  fi
+ci=0
+[[ ${CI:-} =~ ^(1|true|yes)$ ]] && ci=1
+if ((host_only && ci)); then
+  echo "test.sh: error: --host-only in CI: every tier must run" >&2
+  exit 1
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,measure]'
-python3 -m ruff check guestagent tests benches
-python3 -m pytest -q -m "not vm" "$@"
+bash scripts/setup.sh --test
+PYTHON=$PWD/.venv/bin/python
+export PYTHON
 
+"$PYTHON" -m ruff check guestagent tests benches
+"$PYTHON" -m pytest -q -m "not vm" "${pytest_args[@]}"
+
+if ((host_only)); then
+  echo "test.sh: the whole-VM tier was left out (--host-only)"
+  exit 0
+fi
 # The whole-VM tier: builds the guest image (debootstrap, kernel, initramfs), boots it under
 # QEMU's software emulation and drives the agent inside. Needs root.
-if [[ $(id -u) -eq 0 ]]; then
-  bash tests/vm/prepare
-  python3 -m pytest -q -m vm tests/vm
-else
-  echo "skipping the whole-VM tier: it needs root" >&2
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test.sh: error: the whole-VM tier needs root (or pass --host-only outside CI)" >&2
+  exit 1
 fi
+bash tests/vm/prepare
+"$PYTHON" -m pytest -q -m vm tests/vm

@@ -9,16 +9,13 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The real SNP reports and AMD certificates sit beside the checkout in shared/vectors.
-VECTORS = Path(os.environ.get("GUESTAGENT_VECTORS", REPO_ROOT.parent / "shared" / "vectors"))
+# The real SNP reports and AMD certificates ship with the tests (sources: tests/data/snp/README.md).
+SNP_VECTORS = REPO_ROOT / "tests" / "data" / "snp"
 
 
 @pytest.fixture(scope="session")
 def snp_vectors() -> Path:
-    path = VECTORS / "snp"
-    if not path.is_dir():
-        pytest.skip(f"real SNP vectors not found at {path} (set GUESTAGENT_VECTORS)")
-    return path
+    return SNP_VECTORS
 
 
 def is_root() -> bool:
@@ -66,3 +63,25 @@ def oci_runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         wrapper.chmod(0o755)
         return str(wrapper)
     return path
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """In CI a skipped test is a tier that did not run: say so, and fail the session."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if _in_ci() and skipped:
+        terminalreporter.write_line(
+            f"CI: {len(skipped)} skipped test(s) count as failures (a tier that cannot run "
+            "must fail in CI; see the skip reasons above)",
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if _in_ci() and skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

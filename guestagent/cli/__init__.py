@@ -1,24 +1,39 @@
 """The `guestagent` command line: one module per command group, found by discovery.
 
 Each module in this package that defines `register(subparsers)` adds its commands; each
-command sets `func(args) -> int` as its handler. Exit codes: 0 success, 1 the operation
-failed or was denied (the message says why), 2 bad usage or unreadable input.
+command sets `func(args) -> int` as its handler.
+
+One convention for every command (docs/cli.md):
+- errors are one line on stderr, `guestagent COMMAND: MESSAGE`; never a traceback;
+- exit codes: 0 success; 1 the operation failed or was denied (the message says why);
+  2 bad usage or unreadable input; 130 interrupted; 141 stdout closed early (`| head`),
+  which is otherwise quiet. GUESTAGENT_DEBUG=1 shows the traceback of an internal error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from guestagent import __version__
+from guestagent.errors import AgentError
+from guestagent.printable import printable
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "error", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
+
+
+def error(command: str, message: str) -> None:
+    """The one error line: `guestagent COMMAND: MESSAGE`, control characters escaped."""
+    print(f"guestagent {command}: {printable(str(message))}", file=sys.stderr, flush=True)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -50,7 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    command = args.command
     try:
-        return int(func(args))
+        code = int(func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): say nothing, and keep the interpreter's final
+        # flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except AgentError as exc:
+        error(command, f"{exc.code.value}: {exc.message}")
+        return EXIT_FAILED
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        error(command, f"{exc.strerror or exc}{where}")
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one line, still no traceback for the user
+        if os.environ.get("GUESTAGENT_DEBUG"):
+            raise
+        error(command, f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED

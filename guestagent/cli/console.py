@@ -44,6 +44,20 @@ def describe_error(exc: BaseException) -> str | None:
     return None
 
 
+class NotAConsole(Exception):
+    pass
+
+
+def _require_console(uri: str, hello: object) -> None:
+    """The agent's own socket answers hello too; its replies are not console results."""
+    agent = str(hello.get("agent", "")) if isinstance(hello, dict) else ""
+    if "debug console" not in agent:
+        raise NotAConsole(
+            f"{uri} is not a debug console (it says {agent or 'nothing'!r}); "
+            "give the URI of `serve --console`, or use `guestagent ctl` for the agent"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         one_shot = parse_command(args.words) if args.words else None
@@ -51,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"guestagent console: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        with Client.connect(args.connect, timeout=args.timeout) as client:
+        with Client.connect(args.connect, timeout=args.timeout, hello=False) as client:
+            _require_console(args.connect, client.hello())
             if one_shot is not None:
                 command, op_args = one_shot
                 print_result(command, client.call(command, op_args), args.json, sys.stdout)
@@ -63,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         print(f"guestagent console: {describe_error(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except NotAConsole as exc:
+        print(f"guestagent console: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (AgentConnectionError, AgentError, OSError) as exc:
         print(f"guestagent console: {exc}", file=sys.stderr)
         return EXIT_FAILED

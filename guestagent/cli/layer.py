@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
 from guestagent.errors import AgentError, InvalidArgumentError
 from guestagent.storage.layer import build_layer
 
@@ -27,10 +27,10 @@ def _build(args: argparse.Namespace) -> int:
     try:
         image = build_layer(args.source, args.output, args.work_dir)
     except InvalidArgumentError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        error("layer", exc.message)
         return EXIT_USAGE
     except (AgentError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        error("layer", str(exc))
         return EXIT_FAILED
     print(image.root_hash)
     if args.verbose:

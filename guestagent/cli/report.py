@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,19 @@ def _verify_options(args: argparse.Namespace) -> VerifyOptions:
         allow_debug=args.allow_debug,
         allow_migration_agent=args.allow_migration_agent,
         allow_smt=not args.no_smt,
+        now=_when(args.at) if args.at else None,
     )
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time (`2025-06-01`, `2025-06-01T12:00:00Z`, `...+02:00`); UTC if no zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--at {text!r} is not an ISO 8601 time (e.g. 2025-06-01T12:00:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -223,9 +236,16 @@ def _run(handler):
     return run
 
 
-def _add_sim_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("simulator (only with --backend sim)")
-    group.add_argument("--sim-state", metavar="DIR", help="simulator state directory")
+def _add_sim_options(
+    parser: argparse.ArgumentParser, title: str = "simulator (only with --backend sim)"
+) -> None:
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        "--sim-state",
+        metavar="DIR",
+        required=title.startswith("the simulated chip"),
+        help="simulator state directory (its keys: the same chip across runs)",
+    )
     group.add_argument("--sim-product", choices=[p.value for p in Product])
     group.add_argument("--sim-version", type=int, choices=(2, 3, 5))
     group.add_argument("--sim-measurement", metavar="HEX", help="48-byte launch digest")
@@ -256,6 +276,12 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--allow-debug", action="store_true")
     p.add_argument("--allow-migration-agent", action="store_true")
     p.add_argument("--no-smt", action="store_true", help="require SMT disallowed and disabled")
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="check certificate validity as of this ISO 8601 time (an archived report); "
+        "default: now",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run(_cmd_verify))
 
@@ -281,7 +307,13 @@ def register(subparsers: Any) -> None:
 
     _add_verify(sub)
 
-    certs = sub.add_parser("sim-certs", help="write the simulator's VCEK/VLEK, ASK and ARK")
+    certs = sub.add_parser(
+        "sim-certs",
+        help="write the simulator's VCEK/VLEK, ASK and ARK",
+        description="Write the SIMULATED chip's certificates to DIR: vcek.pem/.der (or vlek), "
+        "ask_ark.pem and ark.pem; verify its reports with `report verify --trust-sim-root "
+        "DIR/ark.pem`.",
+    )
     certs.add_argument("-o", "--output", metavar="DIR", required=True)
-    _add_sim_options(certs)
+    _add_sim_options(certs, "the simulated chip (--sim-state is the one `serve --snp sim` used)")
     certs.set_defaults(func=_run(_cmd_sim_certs), backend="sim")

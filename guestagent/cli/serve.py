@@ -137,6 +137,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-containers", action="store_true", help="do not become subreaper or run containers"
     )
     parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write every decision's request to FILE, as `policy check --trace` replays it "
+        "(holds what the host sent, env values included)",
+    )
+    parser.add_argument(
         "--insecure-allow-all",
         action="store_true",
         help="DEVELOPMENT ONLY: allow every request without a policy",
@@ -186,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         manage_containers=not args.no_containers,
         cgroup_parent=args.cgroup_parent,
         console=args.console,
+        trace_file=args.trace,
         kata=args.kata,
     )
 

@@ -8,7 +8,7 @@ import sys
 import uuid as uuidlib
 from collections.abc import Callable
 
-from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
 from guestagent.errors import AgentError, IntegrityError, InvalidArgumentError
 from guestagent.storage.verity import format_tree, verify, verify_block
 from guestagent.storage.verity_device import read_appended_params, root_from_device
@@ -166,8 +166,8 @@ def _guard(run: Callable[[], int]) -> int:
     try:
         return run()
     except IntegrityError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        error("verity", exc.message)
         return EXIT_FAILED
     except (AgentError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        error("verity", str(exc))
         return EXIT_USAGE

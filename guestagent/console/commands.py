@@ -1,4 +1,7 @@
-"""The console's operation table: nine read-only commands, each gated at `console_<name>`.
+"""The console's operation table: ten commands, each gated at `console_<name>`.
+
+All read; `trace` also starts and stops recording the agent's decisions (what the policy
+lists it for: the lines hold what the host sent, and leave the TEE through the console).
 
 The policy's inspection points take an empty input (the command name is the point), so
 `prepare` hands the gate `{}` whatever arguments the command has; a command's arguments only
@@ -77,6 +80,21 @@ def decisions(host: ConsoleServer, call: Call) -> Any:
     return inspect_agent.decisions(host.view, call.args["filter"], call.args["limit"])
 
 
+TRACE_ACTIONS = ("start", "show", "stop")
+
+
+def trace(host: ConsoleServer, call: Call) -> Any:
+    """Record the agent's decisions from now on (start), read them (show), or end (stop).
+    The lines are what `guestagent policy check --trace` replays."""
+    recorder = host.view.request_trace
+    action = call.args["action"]
+    if action == "start":
+        recorder.start_memory()
+        return {"tracing": True, "lines": []}
+    lines = recorder.stop_memory() if action == "stop" else recorder.memory()
+    return {"tracing": action != "stop" and recorder.recording_to_memory, "lines": lines}
+
+
 def metrics(host: ConsoleServer, call: Call) -> Any:
     return inspect_system.metrics(host.view, host.counters())
 
@@ -114,6 +132,12 @@ def console_operations() -> list[Operation]:
             limit=Field((int,), default=50, check=_between(1, MAX_DECISIONS)),
         ),
         _command("metrics", metrics, "request, decision and connection counters, uptime, rss"),
+        _command(
+            "trace",
+            trace,
+            "record decisions' requests (start), print them as JSON lines (show, stop)",
+            action=Field((str,), default="show", check=_one_of(TRACE_ACTIONS)),
+        ),
     ]
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from guestagent.policy.summary import format_summary
+from guestagent.policy.summary_text import format_summary
+from guestagent.printable import printable
 from guestagent.snp.report import parse_report
 from guestagent.snp.show import format_report
 
@@ -28,7 +29,7 @@ def cell(value: Any, limit: int = MAX_CELL) -> str:
         text = ", ".join(cell(v, limit) for v in value) or "-"
     else:
         text = str(value)
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -182,6 +183,14 @@ def _metrics(r: dict[str, Any]) -> str:
     )
 
 
+def _trace(r: dict[str, Any]) -> str:
+    # The JSON lines themselves (ASCII: json.dumps escapes the rest), ready for
+    # `guestagent policy check --trace`; a note only when there are none.
+    if r["lines"]:
+        return "\n".join(cell(line, 1 << 20) for line in r["lines"])
+    return "(tracing: no decision yet)" if r["tracing"] else "(not tracing: `trace start`)"
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": _status,
     "policy": lambda r: format_summary(r).rstrip("\n"),
@@ -192,6 +201,7 @@ _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "network": _network,
     "decisions": _decisions,
     "metrics": _metrics,
+    "trace": _trace,
 }
 
 

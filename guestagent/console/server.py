@@ -87,8 +87,10 @@ class ConsoleServer:
         self._budget = BufferBudget(self.limits.buffer_budget)
 
     # -- what connections and the dispatcher read from their host ---------------------------
-    def decide(self, point: str, facts: Mapping[str, Any]) -> Decision:
-        return self.view.decide(point, facts)
+    def decide(
+        self, point: str, facts: Mapping[str, Any], args: Mapping[str, Any] | None = None
+    ) -> Decision:
+        return self.view.decide(point, facts)  # a console input is `{}`: nothing more to trace
 
     def hello_result(self) -> dict[str, Any]:
         return {

@@ -64,6 +64,7 @@ PARAMETERS: dict[str, tuple[tuple[str, Callable[[str], Any]], ...]] = {
     "report": (("report_data", _hex64),),
     "processes": (("pid", _integer("pid")),),
     "decisions": (("filter", str), ("limit", _integer("limit"))),
+    "trace": (("action", str),),
 }
 
 

@@ -15,7 +15,20 @@ if TYPE_CHECKING:
     from guestagent.policy.gate import Gate
     from guestagent.snp.backend import SnpBackend
 
-__all__ = ["AgentView"]
+__all__ = ["AgentView", "TraceView"]
+
+
+class TraceView(Protocol):
+    """The agent's request trace as the console's `trace` command drives it."""
+
+    @property
+    def recording_to_memory(self) -> bool: ...
+
+    def start_memory(self) -> None: ...
+
+    def memory(self) -> list[str]: ...
+
+    def stop_memory(self) -> list[str]: ...
 
 
 class AgentView(Protocol):
@@ -38,6 +51,11 @@ class AgentView(Protocol):
 
     @property
     def containers(self) -> ContainerManager | None: ...
+
+    @property
+    def request_trace(self) -> TraceView:
+        """The agent's trace of decisions; the console's `trace` command records into it."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """At least `version`, `pid`, `uptime_seconds`, `connections`; `requests` if counted."""

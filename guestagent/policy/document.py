@@ -65,6 +65,7 @@ CONSOLE_COMMANDS = frozenset(
         "network",
         "decisions",
         "metrics",
+        "trace",
     }
 )
 VERITY_MODES = ("error", "restart_on_corruption", "panic_on_corruption")

@@ -1,21 +1,55 @@
-"""An audit summary of a policy: what each container may run, and every risky grant.
+"""An audit summary of a policy: everything it grants, and every risky grant called out.
 
-A relying party reads this before trusting a HOST_DATA value, so risks are called out
-explicitly rather than left for the reader to spot in the JSON.
+A relying party reads this before trusting a HOST_DATA value, so risks are named explicitly
+rather than left for the reader to spot in the JSON. The text form is hostile-input safe:
+every unprintable character of every line is escaped (`printable`), argv is shown as a JSON
+list, so a name or argument holding terminal escapes cannot rewrite what the auditor sees.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from guestagent.policy.containers import Container, EnvRule
+from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES
+from guestagent.policy.containers import CAPABILITY_SETS, Container, EnvRule
 from guestagent.policy.document import Policy
 from guestagent.policy.runtime_fields import DEFAULT_RUNTIME_RULES
+from guestagent.printable import printable
 
-__all__ = ["SHELLS", "format_summary", "summarize"]
+__all__ = ["DANGEROUS_CAPABILITIES", "SHELLS", "argv_text", "printable", "signal_name", "summarize"]
 
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh"})
 _PROBE_VALUE = "x-Probe value/with: odd chars;\t and $(stuff)"
+# Why a capability beyond the runtime default matters; any other one outside the default set
+# is still flagged, as "beyond the runtime default".
+DANGEROUS_CAPABILITIES = {
+    "CAP_SYS_ADMIN": "mounts, namespaces, most of root's powers",
+    "CAP_SYS_MODULE": "loads kernel modules",
+    "CAP_SYS_RAWIO": "raw device and I/O port access",
+    "CAP_SYS_PTRACE": "traces and reads other processes",
+    "CAP_DAC_READ_SEARCH": "opens any file by handle (escapes the root)",
+    "CAP_NET_ADMIN": "reconfigures the network",
+    "CAP_BPF": "loads BPF programs",
+    "CAP_PERFMON": "kernel performance monitoring",
+    "CAP_SYS_BOOT": "reboots the guest",
+    "CAP_SYS_TIME": "sets the clock",
+    "CAP_MAC_ADMIN": "changes mandatory access control",
+    "CAP_MAC_OVERRIDE": "overrides mandatory access control",
+    "CAP_SYSLOG": "reads the kernel log and kernel addresses",
+}
+
+
+# Linux x86-64/arm64 signals 1..31, in order; 32 and 33 belong to the C library.
+_SIGNAL_NAMES = (
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+)  # fmt: skip
+
+
+def argv_text(argv: Any) -> str:
+    return json.dumps(list(argv), ensure_ascii=False)
 
 
 def is_shell(argv: tuple[str, ...]) -> bool:
@@ -38,36 +72,61 @@ def catch_all(rule: EnvRule) -> str | None:
     return None
 
 
-def _container_risks(c: Container) -> list[str]:
+def signal_name(number: int) -> str:
+    """The kernel's name for a Linux signal number (pure: no `signal` import here)."""
+    if 1 <= number <= len(_SIGNAL_NAMES):
+        return "SIG" + _SIGNAL_NAMES[number - 1]
+    return f"SIGRTMIN+{number - 34}" if number >= 34 else f"signal {number}"
+
+
+def _capability_risks(sets: dict[str, list[str]]) -> list[str]:
+    """One risk per capability beyond the runtime default, naming every set that holds it."""
+    holders: dict[str, list[str]] = {}
+    for set_name in CAPABILITY_SETS:
+        for cap in sets[set_name]:
+            if cap not in DEFAULT_UNPRIVILEGED_CAPABILITIES:
+                holders.setdefault(cap, []).append(set_name)
+    return [
+        f"{cap} ({DANGEROUS_CAPABILITIES.get(cap, 'beyond the runtime default')}) "
+        f"in the {', '.join(where)} set{'s' if len(where) > 1 else ''}"
+        for cap, where in sorted(holders.items())
+    ]
+
+
+def _container_risks(c: Container, caps: dict[str, list[str]] | None) -> list[str]:
     risks = []
     if c.allow_elevated:
         risks.append("may run privileged (allow_elevated)")
     if is_shell(c.command):
-        risks.append(f"runs a shell as its command: {' '.join(c.command)}")
+        risks.append(f"runs a shell as its command: {argv_text(c.command)}")
     risks += [
-        f"shell allowed for exec: {' '.join(p.command)}"
+        f"shell allowed for exec: {argv_text(p.command)}"
         for p in c.exec_processes
         if is_shell(p.command)
     ]
     for rule in c.env_rules:
         what = catch_all(rule)
         if what:
-            risks.append(f"catch-all env rule {rule.pattern!r} admits {what}")
+            risks.append(f"catch-all env rule {rule.pattern} admits {what}")
     risks += [
-        f"writable mount {m.destination} (source {m.source.source!r})"
-        for m in c.mounts
-        if m.writable
+        f"writable mount {m.destination} (source {m.source.source})" for m in c.mounts if m.writable
     ]
-    if c.capabilities is not None and "CAP_SYS_ADMIN" in c.capabilities.effective:
-        risks.append("CAP_SYS_ADMIN in the effective set")
+    if caps is not None:
+        risks += _capability_risks(caps)
     if not c.no_new_privileges:
         risks.append("no_new_privileges not required")
     if c.host_network:
         risks.append("may share the guest's network namespace (host_network)")
     if c.devices:
         risks.append(f"device nodes: {', '.join(sorted(c.devices))}")
+    if c.sysctls:
+        risks.append(f"sets sysctls: {', '.join(sorted(c.sysctls))}")
     if c.user.uid.lo != c.user.uid.hi:
         risks.append(f"any uid in {c.user.uid.describe()}")
+    elif c.user.uid.lo == 0:
+        risks.append("runs as root (uid 0)")
+    if c.allow_terminal:
+        risks.append("may be given a terminal")
     if c.attestation_socket:
         risks.append("may use the attestation service")
     risks += _runtime_risks(c)
@@ -90,15 +149,10 @@ def _runtime_risks(c: Container) -> list[str]:
 
 
 def _container(c: Container) -> dict[str, Any]:
-    caps = (
-        "runtime default (unprivileged)"
-        if c.capabilities is None
-        else {
-            name: sorted(c.capabilities.get(name))
-            for name in ("bounding", "effective", "inheritable", "permitted", "ambient")
-        }
-    )
-    return {
+    caps = None
+    if c.capabilities is not None:
+        caps = {name: sorted(c.capabilities.get(name)) for name in CAPABILITY_SETS}
+    summary: dict[str, Any] = {
         "name": c.name,
         "layers": list(c.layers),
         "command": list(c.command),
@@ -112,16 +166,44 @@ def _container(c: Container) -> dict[str, Any]:
             {"pattern": r.pattern, "strategy": r.strategy, "required": r.required}
             for r in c.env_rules
         ],
+        # None: the runtime default (unprivileged) set in bounding, effective and permitted.
         "capabilities": caps,
-        "exec_processes": [list(p.command) for p in c.exec_processes],
+        "default_capabilities": sorted(DEFAULT_UNPRIVILEGED_CAPABILITIES),
+        "exec_processes": [
+            {
+                "command": list(p.command),
+                "signals": sorted(p.signals),
+                "working_dir": p.working_dir,
+            }
+            for p in c.exec_processes
+        ],
         "mounts": [
-            f"{m.type} {m.source.source} -> {m.destination} ({','.join(m.options)})"
+            {
+                "type": m.type,
+                "source": m.source.source,
+                "destination": m.destination,
+                "options": list(m.options),
+            }
             for m in c.mounts
         ],
         "signals": sorted(c.signals),
-        "allow_stdio_access": c.allow_stdio_access,
-        "risks": _container_risks(c),
+        "devices": sorted(c.devices),
+        "sysctls": dict(sorted(c.sysctls.items())),
+        "seccomp_profile_sha256": c.seccomp_profile_sha256,
+        "flags": {
+            name: getattr(c, name)
+            for name in (
+                "no_new_privileges",
+                "allow_stdio_access",
+                "allow_elevated",
+                "allow_terminal",
+                "host_network",
+                "attestation_socket",
+            )
+        },
+        "risks": _container_risks(c, caps),
     }
+    return summary
 
 
 def _global_risks(policy: Policy) -> list[str]:
@@ -129,7 +211,7 @@ def _global_risks(policy: Policy) -> list[str]:
     if policy.allow_unencrypted_scratch:
         risks.append("unencrypted scratch space allowed")
     risks += [
-        f"host may run external process: {' '.join(p.command)}"
+        f"host may run external process: {argv_text(p.command)}"
         + (" (a shell)" if is_shell(p.command) else "")
         for p in policy.external_processes
     ]
@@ -138,6 +220,8 @@ def _global_risks(policy: Policy) -> list[str]:
     if policy.debug_console.enabled:
         commands = ", ".join(sorted(policy.debug_console.commands)) or "none"
         risks.append(f"debug console enabled (commands: {commands})")
+        if "trace" in policy.debug_console.commands:
+            risks.append("the console may export request traces (env values included)")
     if policy.allow_dump_stacks:
         risks.append("stack dumps allowed")
     if policy.allow_runtime_logging:
@@ -159,35 +243,15 @@ def _global_risks(policy: Policy) -> list[str]:
 def summarize(policy: Policy, digest: str = "") -> dict[str, Any]:
     containers = [_container(c) for c in policy.containers]
     risks = _global_risks(policy)
-    risks += [f"{c['name']}: {r}" for c in containers for r in c["risks"]]
+    risks += [f"{json.dumps(c['name'])}: {r}" for c in containers for r in c["risks"]]
     return {
         "host_data": digest,
         "version": policy.version,
         "verity_corruption": policy.verity_corruption,
         "containers": containers,
+        "external_processes": [
+            {"command": list(p.command), "working_dir": p.working_dir}
+            for p in policy.external_processes
+        ],
         "risks": risks,
     }
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """A plain-text rendering for `policy show`."""
-    lines = [
-        f"HOST_DATA {summary['host_data']}",
-        f"policy version {summary['version']}, "
-        f"verity corruption mode {summary['verity_corruption']}",
-        "",
-    ]
-    for c in summary["containers"]:
-        lines.append(f"container {c['name']} ({len(c['layers'])} layers)")
-        lines.append(f"  command: {' '.join(c['command'])}  (cwd {c['working_dir']})")
-        lines.append(f"  user: uid {c['user']['uid']} gid {c['user']['gid']}")
-        lines += [f"  exec: {' '.join(argv)}" for argv in c["exec_processes"]]
-        lines += [
-            f"  env: {r['pattern']} [{r['strategy']}{', required' if r['required'] else ''}]"
-            for r in c["env_rules"]
-        ]
-        lines += [f"  mount: {m}" for m in c["mounts"]]
-    lines.append("")
-    lines.append(f"RISKS ({len(summary['risks'])})" if summary["risks"] else "RISKS: none found")
-    lines += [f"  ! {risk}" for risk in summary["risks"]]
-    return "\n".join(lines) + "\n"

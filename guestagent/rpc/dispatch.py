@@ -40,7 +40,11 @@ log = logging.getLogger("guestagent.dispatch")
 class PolicyHost(Protocol):
     """What the pipeline needs from a service whose operations only read."""
 
-    def decide(self, point: str, facts: Mapping[str, Any]) -> Decision: ...
+    def decide(
+        self, point: str, facts: Mapping[str, Any], args: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The gate's decision on `facts`; `args` (the operation's arguments) may be traced."""
+        ...
 
 
 class StatefulHost(PolicyHost, Protocol):
@@ -79,10 +83,14 @@ class Dispatcher:
         return validate_args(operation.args, args)
 
     def run_inline(self, operation: Operation, args: dict[str, Any]) -> Any:
+        if log.isEnabledFor(logging.DEBUG):
+            _log_request(operation, args)
         return operation.effect(self.agent, Call(args, args))
 
     async def run(self, operation: Operation, args: dict[str, Any]) -> Any:
         host = self.agent
+        if log.isEnabledFor(logging.DEBUG):
+            _log_request(operation, args)
         if operation.point is None:
             return await _call(operation.effect, host, Call(args, args))
         prepared = Prepared(args)
@@ -101,7 +109,7 @@ class Dispatcher:
         host = self.agent
         assert operation.point is not None
         if not operation.mutating:
-            decision = host.decide(operation.point, prepared.facts)
+            decision = host.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             return await _call(operation.effect, host, call)
@@ -109,7 +117,7 @@ class Dispatcher:
         if operation.point not in MUTATING_POINTS:
             # Ruled on, not recorded: nothing to serialise against.
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             return await _effect(operation, agent, call)
@@ -117,7 +125,7 @@ class Dispatcher:
             return await self._reserve_and_run(operation, agent, args, prepared)
         async with agent.mutation_lock:
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             call = Call(args, prepared.facts, prepared.context, decision)
             result = await _effect(operation, agent, call)
@@ -131,7 +139,7 @@ class Dispatcher:
         assert operation.point is not None
         async with agent.mutation_lock:  # waits for a locked effect in progress, holds no wait
             agent.check_not_tainted()
-            decision = agent.decide(operation.point, prepared.facts)
+            decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
             agent.gate.commit(decision)
         call = Call(args, prepared.facts, prepared.context, decision)
@@ -140,6 +148,15 @@ class Dispatcher:
         except BaseException:
             agent.gate.revert(decision)  # synchronous: no other decision interleaves
             raise
+
+
+def _log_request(operation: Operation, args: dict[str, Any]) -> None:
+    """One debug line per request: the operation, its container and which arguments came
+    (not their values: a spec's env may hold secrets)."""
+    extra = {"op": operation.name, "point": operation.point, "args": sorted(args)}
+    if isinstance(args.get("container_id"), str):
+        extra["container_id"] = args["container_id"]
+    log.debug("request", extra=extra)
 
 
 async def _effect(operation: Operation, agent: StatefulHost, call: Call) -> Any:

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +36,11 @@ from guestagent.rpc.pool import BufferBudget, ConnectionPool
 from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
 from guestagent.server.limits import fit_fd_limit
+from guestagent.server.logs import denial_record
 from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
 from guestagent.server.reconcile import Reconciliation, reconcile
+from guestagent.server.trace import RequestTrace
 from guestagent.snp.device import open_backend
 from guestagent.snp.paths import DEFAULT_DEVICE as SEV_GUEST_DEVICE
 from guestagent.snp.paths import DEFAULT_ROOT as TSM_ROOT
@@ -82,6 +85,7 @@ class AgentConfig:
     cgroup_parent: str = "guestagent"  # containers' cgroups live under /<cgroup_parent>/<id>
     manage_containers: bool = True  # become subreaper and run containers
     console: list[str] = field(default_factory=list)  # debug console listeners (read-only)
+    trace_file: str | None = None  # every decision's request, as `policy check --trace` reads
     kata: list[str] = field(default_factory=list)  # Kata agent protocol (ttrpc) listeners
     # Where the SEV-SNP interfaces would be. A seam for tests only: no command-line flag sets
     # them, so nothing the host controls can hide real hardware from `check_modes`.
@@ -133,6 +137,7 @@ class Agent:
         self.kata: KataContext | None = None
         self.shutting_down = False
         self.recent_logs: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.request_trace = RequestTrace()  # opened in start(): `serve --trace FILE`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         if config.insecure_allow_all:
@@ -142,10 +147,17 @@ class Agent:
             )
 
     # -- policy ------------------------------------------------------------------------------
-    def decide(self, point: str, facts: dict[str, Any]) -> Decision:
+    def decide(
+        self, point: str, facts: dict[str, Any], args: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The gate's decision on `facts`; `args` (the operation's arguments) go to the trace."""
         decision = self.gate.decide(point, facts)
         if self.config.insecure_allow_all:
             log.warning("INSECURE allow", extra={"decision": decision.summary()})
+        elif not decision.allowed:
+            log.warning("denied", extra={"denial": denial_record(decision, facts)})
+        if self.request_trace.active:
+            self.request_trace.record(point, facts, args, decision)
         return decision
 
     def log_decision(self, entry: dict[str, Any]) -> None:
@@ -163,6 +175,15 @@ class Agent:
                 code=ErrorCode.TAINTED,
             )
 
+    def _read_policy_file(self) -> bytes:
+        path = self.config.policy_file
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise AgentError(
+                f"cannot read --policy {path}: {exc.strerror}", code=ErrorCode.INVALID_ARGUMENT
+            ) from None
+
     def taint(self, why: str) -> None:
         self.tainted = self.tainted or why
         log.error("tainted: refusing all further changes", extra={"why": why})
@@ -175,11 +196,16 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         check_modes(self.config, self.storage.mode)  # before anything is opened or made
+        policy_bytes = self._read_policy_file() if self.config.policy_file else None
+        if self.config.trace_file:
+            self.request_trace = RequestTrace(self.config.trace_file)
+            log.warning("tracing every request", extra={"trace": self.config.trace_file})
+        if not self.state_dir.is_dir():
+            log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._reconcile()
         self._open_snp()
-        if self.config.policy_file:
-            policy_bytes = Path(self.config.policy_file).read_bytes()
+        if policy_bytes is not None:
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
@@ -187,7 +213,7 @@ class Agent:
         if self.snp is not None and not self.config.insecure_allow_all:
             from guestagent.attestation.hub import AttestationHub
 
-            self.attestation = AttestationHub(self.snp, self.state_dir / "attestation")
+            self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
         if self.config.console:
@@ -289,6 +315,7 @@ class Agent:
             await asyncio.wait(kata_in_flight, timeout=self.config.shutdown_grace)
         for kata_connection in list(self.kata_connections):
             kata_connection.close()
+        self.request_trace.close()
         self._stopped.set()
 
     async def release(self) -> None:

@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "denial_record"]
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -37,3 +38,41 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def _scrub_env(value: Any) -> Any:
+    """NAME=VALUE with the value replaced by its length: env values may be secrets."""
+    if isinstance(value, str) and "=" in value:
+        name, _, secret = value.partition("=")
+        return f"{name}=<{len(secret)} characters scrubbed>"
+    if isinstance(value, list):
+        return [_scrub_env(v) for v in value]
+    return value
+
+
+def _scrub(value: Any, env: bool = False) -> Any:
+    """`value` with the `asked` of every env failure in it scrubbed, at any depth."""
+    if isinstance(value, Mapping):
+        env = env or "env" in str(value.get("field", ""))
+        return {
+            k: _scrub_env(v) if env and k == "asked" else _scrub(v, env) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v, env) for v in value]
+    return value
+
+
+def denial_record(decision: Any, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What a denial's warning line says: container, rule, field, what was asked and the
+    policy's candidates; an env value the host sent is scrubbed, the policy's rules are not."""
+    details = _scrub(dict(decision.details or {}))
+    field = str(details.pop("field", ""))
+    details.pop("point", None)
+    return {
+        "container_id": facts.get("container_id"),
+        "point": decision.point,
+        "rule": decision.rule,
+        "field": field,
+        "reason": decision.reason,
+        "details": details,
+    }

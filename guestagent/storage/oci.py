@@ -43,6 +43,7 @@ class ImageConfig:
     env: list[str] = field(default_factory=list)
     working_dir: str = ""
     user: str = ""
+    stop_signal: str = ""
 
     @property
     def argv(self) -> list[str]:
@@ -106,14 +107,57 @@ def _loads(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _pick_manifest(index: dict[str, Any], layout: str) -> dict[str, Any]:
+_REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def describe_manifest(descriptor: dict[str, Any]) -> str:
+    """One line naming a manifest of an index: its ref name, platform and digest."""
+    annotations = descriptor.get("annotations") or {}
+    platform = descriptor.get("platform") or {}
+    parts = [str(annotations.get(_REF_NAME, "") if isinstance(annotations, dict) else "")]
+    if isinstance(platform, dict) and platform.get("os"):
+        keys = ("os", "architecture", "variant")
+        parts.append("/".join(str(platform[k]) for k in keys if k in platform))
+    parts.append(str(descriptor.get("digest", "")))
+    return " ".join(p for p in parts if p)
+
+
+def _selected(descriptor: dict[str, Any], select: str) -> bool:
+    """`select` names a manifest by ref name, os/arch[/variant], or a digest (prefix)."""
+    annotations = descriptor.get("annotations") or {}
+    if isinstance(annotations, dict) and annotations.get(_REF_NAME) == select:
+        return True
+    digest = str(descriptor.get("digest", ""))
+    if len(select) >= 8 and (digest.startswith(select) or digest.startswith("sha256:" + select)):
+        return True
+    platform = descriptor.get("platform") or {}
+    if isinstance(platform, dict) and platform.get("os"):
+        wanted = select.split("/")
+        keys = ("os", "architecture", "variant")[: len(wanted)]
+        return len(wanted) > 1 and [str(platform.get(k, "")) for k in keys] == wanted
+    return False
+
+
+def _pick_manifest(index: dict[str, Any], layout: str, select: str | None) -> dict[str, Any]:
     manifests = [m for m in index.get("manifests", []) if isinstance(m, dict)]
     candidates = [m for m in manifests if m.get("mediaType") in MANIFEST_TYPES]
-    if len(candidates) != 1:
+    if select is not None:
+        candidates = [m for m in candidates if _selected(m, select)]
+    if len(candidates) == 1:
+        return candidates[0]
+    every = [m for m in manifests if m.get("mediaType") in MANIFEST_TYPES]
+    listed = "; ".join(describe_manifest(m) for m in every)
+    if select is not None:
         raise InvalidArgumentError(
-            f"{layout}: index.json must list exactly one image manifest, found {len(candidates)}"
+            f"{layout}: {len(candidates)} image manifests match {select!r} (the index has: "
+            f"{listed or 'none'})"
         )
-    return candidates[0]
+    if not candidates:
+        raise InvalidArgumentError(f"{layout}: index.json lists no image manifest")
+    raise InvalidArgumentError(
+        f"{layout}: index.json lists {len(candidates)} image manifests; pick one by ref name, "
+        f"os/arch or digest: {listed}"
+    )
 
 
 def _string_list(value: Any, what: str) -> list[str]:
@@ -134,17 +178,19 @@ def _image_config(raw: dict[str, Any]) -> ImageConfig:
         env=_string_list(config.get("Env"), "Env"),
         working_dir=str(config.get("WorkingDir") or ""),
         user=str(config.get("User") or ""),
+        stop_signal=str(config.get("StopSignal") or ""),
     )
 
 
-def read_image_layout(layout: str) -> OciImage:
-    """Parse and verify an OCI image layout directory holding one image."""
+def read_image_layout(layout: str, select: str | None = None) -> OciImage:
+    """Parse and verify an OCI image layout directory: its one image, or the one `select`
+    names (ref name, os/arch[/variant] or digest) when the index lists several."""
     try:
         with open(os.path.join(layout, "index.json"), "rb") as fh:
             index = _loads(fh.read(), "index.json")
     except OSError as exc:
         raise InvalidArgumentError(f"{layout}: no readable index.json ({exc.strerror})") from exc
-    descriptor = _pick_manifest(index, layout)
+    descriptor = _pick_manifest(index, layout, select)
     manifest = _read_json_blob(layout, descriptor)
     config = _read_json_blob(layout, manifest.get("config") or {})
     layers = []
@@ -159,9 +205,10 @@ def read_image_layout(layout: str) -> OciImage:
     return OciImage(layers, _image_config(config), descriptor["digest"], list(diff_ids or []))
 
 
-def image_layer_hashes(layout: str, work_dir: str) -> list[str]:
-    """Build every layer's image under `work_dir`; return their root hashes, base first."""
-    image = read_image_layout(layout)
+def image_layer_hashes(layout: str, work_dir: str, select: str | None = None) -> list[str]:
+    """Build every layer's image under `work_dir` (layerN.img); return their root hashes,
+    base first."""
+    image = read_image_layout(layout, select)
     diff_ids = image.diff_ids
     roots = []
     for number, layer in enumerate(image.layers):

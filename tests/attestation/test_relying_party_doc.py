@@ -43,7 +43,7 @@ def test_walkthrough_runs_as_written(tmp_path):
     host_data = re.search(r"^([0-9a-f]{64})$", out, re.M).group(1)
     assert re.search(rf"^host_data\s+{host_data}$", out, re.M)
     assert "verification PASSED" in out
-    assert "! attester: may use the attestation service" in out
+    assert '! "attester": may use the attestation service' in out
     assert "refused: HOST_DATA is not the digest of other-policy.json" in out
     assert "check failed: report.host_data" in done.stderr
     assert out.rstrip().endswith("secret released to the attested workload")

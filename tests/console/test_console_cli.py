@@ -212,3 +212,31 @@ def test_unwritable_history_is_harmless(tmp_path, console_uri):
     assert "console requests" in term.expect(PROMPT)
     term.type("exit\r")
     assert term.close() == 0
+
+
+def test_trace_start_show_stop_gives_a_trace_policy_check_replays(tmp_path, console_uri):
+    assert "not tracing" in cli(tmp_path, console_uri, "trace").stdout
+    assert cli(tmp_path, console_uri, "trace", "start").returncode == 0
+    assert cli(tmp_path, console_uri, "status").returncode == 0
+    denied = cli(tmp_path, console_uri, "processes")
+    assert denied.returncode == 1
+    stopped = cli(tmp_path, console_uri, "trace", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    lines = stopped.stdout.splitlines()
+    points = [json.loads(line)["point"] for line in lines]
+    # `trace start` was decided before recording began; `trace stop` while it was on.
+    assert points == ["console_status", "console_processes", "console_trace"]
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(stopped.stdout)
+    policy = tmp_path / "policy.json"
+    policy.write_bytes(policy_bytes(NO_PROCESSES))
+    check = subprocess.run(
+        [sys.executable, "-m", "guestagent", "policy", "check", str(policy), "--trace", str(trace)],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert check.returncode == 1  # the one denial
+    assert "3 requests, 2 allowed, 1 denied; all 3 recorded decisions reproduced" in check.stdout
+    assert "not tracing" in cli(tmp_path, console_uri, "trace", "show").stdout

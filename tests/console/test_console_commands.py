@@ -45,6 +45,7 @@ def test_hello_lists_only_console_commands(tmp_path, sim_state):
                     "processes",
                     "report",
                     "status",
+                    "trace",
                 ]
             )
             assert "read-only" in console.hello_result()["agent"]

@@ -27,13 +27,14 @@ def test_ctl_exit_codes_and_messages(tmp_path) -> None:
         assert json.loads(ok.stdout)["pid"] == agent.process.pid
 
         echoed = ctl("--connect", agent.uri, "ping", f"payload@={payload}")
-        assert (echoed.returncode, json.loads(echoed.stdout)) == (0, {"payload": "0001"})
+        assert echoed.returncode == 0
+        assert json.loads(echoed.stdout) == {"payload": {"base64": "AAE="}}
 
         unknown = ctl("--connect", agent.uri, "reformat")
         assert unknown.returncode == 1
         assert "protocol.unknown_op: unknown operation 'reformat'" in unknown.stderr
 
-        bad = ctl("--connect", agent.uri, "ping", "payload=text")
+        bad = ctl("--connect", agent.uri, "ping", 'payload:="text"')  # a string, not bytes
         assert bad.returncode == 1
         assert "protocol.invalid_argument" in bad.stderr
 

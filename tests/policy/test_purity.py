@@ -65,6 +65,7 @@ def test_policy_package_imports_no_io_modules() -> None:
                         "guestagent.errors",
                         "guestagent.capabilities",
                         "guestagent.runtime_defaults",
+                        "guestagent.printable",
                     )
                 ), name
 

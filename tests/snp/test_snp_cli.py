@@ -148,6 +148,18 @@ def test_sim_options_need_the_sim_backend(milan_state, capsys):
     assert main(["report", "get", "--backend", "auto", "--sim-host-data", "00" * 32]) == 2
 
 
+def test_verify_at_a_time_checks_validity_then(snp_vectors, capsys):
+    args = _verify_args(snp_vectors)  # the VCEK is valid 2023-01-24 .. 2030-01-24
+    assert main([*args, "--at", "2025-06-01T12:00:00+02:00"]) == 0
+    assert "verification PASSED" in capsys.readouterr().out
+    for before_or_after in ("2022-01-01", "2031-01-01T00:00:00Z"):
+        assert main([*args, "--at", before_or_after]) == 1
+        err = capsys.readouterr().err
+        assert "chain.validity: FAILED" in err and "valid 2023-01-24" in err
+    assert main([*args, "--at", "last tuesday"]) == 2
+    assert "is not an ISO 8601 time" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "launch",
     [

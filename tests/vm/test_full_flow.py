@@ -170,7 +170,7 @@ def run_flow(guest: Guest, layers: dict[str, Path | str], policy: bytes, host_da
             "exec_external", {"argv": VSOCK_CTL, "env": ["PATH=/usr/bin:/bin"], "timeout": 300}
         )
         assert vsock["exit_code"] == 0, vsock
-        assert json.loads(vsock["stdout"]) == {"payload": b"guestagent\n".hex()}
+        assert json.loads(vsock["stdout"]) == {"payload": "guestagent\n"}
 
         # A tampered data block: the layer mounts (same tree), the read fails, never data.
         client.call("mount_layer", {"layer_id": "bad1", "source": "/dev/vdc"})

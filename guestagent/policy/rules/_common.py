@@ -13,6 +13,7 @@ __all__ = ["BadInput", "allow", "bounded", "deny"]
 
 MAX_TEXT = 200  # characters of any one string in an explanation
 MAX_ITEMS = 8  # items of any one list in an explanation
+MAX_NAMES = 64  # items of a list of short names (all capabilities fit)
 MAX_REASON = 600
 
 
@@ -25,6 +26,10 @@ class BadInput(Exception):
         self.message = message
 
 
+def _is_name(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) <= 32) or type(value) is int
+
+
 def bounded(value: Any, depth: int = 0) -> Any:
     """A copy of `value` small enough for a reply: strings clipped, lists cut, depth capped."""
     if isinstance(value, str):
@@ -35,9 +40,12 @@ def bounded(value: Any, depth: int = 0) -> Any:
         return {str(k)[:MAX_TEXT]: bounded(v, depth + 1) for k, v in list(value.items())[:16]}
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-        cut = [bounded(v, depth + 1) for v in items[:MAX_ITEMS]]
-        if len(items) > MAX_ITEMS:
-            cut.append(f"... {len(items) - MAX_ITEMS} more")
+        # Lists of short names (capabilities, options, signals) are shown whole: a denial
+        # must name the entire required set. Anything else is cut.
+        limit = MAX_NAMES if all(_is_name(v) for v in items[: MAX_NAMES + 1]) else MAX_ITEMS
+        cut = [bounded(v, depth + 1) for v in items[:limit]]
+        if len(items) > limit:
+            cut.append(f"... {len(items) - limit} more")
         return cut
     return value
 

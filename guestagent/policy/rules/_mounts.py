@@ -131,11 +131,17 @@ def match_mounts(
                 row.append(n + default[0])
         if not row:
             near = [_describe(r) for r in rules if r.destination == mount["destination"]]
-            return {
-                "asked": dict(mount),
-                "mount_index": i,
-                "allowed": near or [_describe(r) for r in rules[:4]],
-            }
+            failure = {"asked": dict(mount), "mount_index": i}
+            if default is not None:  # a default mount: say which options it lacks or has
+                required, forbidden = default[2] if elevated else default[1]
+                failure["default_mount_requires"] = sorted(required)
+                failure["default_mount_forbids"] = sorted(forbidden)
+                failure["missing_options"] = sorted(required - set(mount["options"]))
+                failure["forbidden_options"] = sorted(forbidden & set(mount["options"]))
+            failure["allowed"] = near or [_describe(r) for r in rules[:4]]
+            if not failure["allowed"] and default is None:
+                failure["allowed"] = "no policy mount or default mount has this destination"
+            return failure
         edges.append(row)
         firsts.add(row[0])
     if len(firsts) == len(edges):
