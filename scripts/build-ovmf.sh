@@ -154,9 +154,14 @@ prepare_grub() {
         || die "bookworm no longer serves grub $GRUB_VERSION (the firmware embeds it): move the pin"
     local deb
     for deb in "$grub"/debs/*.deb; do dpkg-deb -x "$deb" "$grub/root"; done
+    # The unpacked packages' own grub-mkimage and x86_64-efi modules, found inside $grub/root.
+    local mkimage moddir
+    mkimage=$(find "$grub/root" -type f -name grub-mkimage -perm -u+x | head -n1)
+    moddir=$(dirname "$(find "$grub/root" -type f -path '*/x86_64-efi/moddep.lst' | head -n1)")
+    [[ -x $mkimage && -f $moddir/moddep.lst ]] || die "grub $GRUB_VERSION: no grub-mkimage or x86_64-efi modules"
     cat >"$BUILD_ROOT/bin/grub-mkimage" <<EOF
 #!/bin/sh
-exec "$grub/root/usr/bin/grub-mkimage" -d "$grub/root/usr/lib/grub/x86_64-efi" "\$@"
+exec "$mkimage" -d "$moddir" "\$@"
 EOF
     chmod 755 "$BUILD_ROOT/bin/grub-mkimage"
     local script=$TREE/OvmfPkg/AmdSev/Grub/grub.sh

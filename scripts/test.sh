@@ -22,8 +22,8 @@ bash scripts/setup.sh --test
 PYTHON=$PWD/.venv/bin/python
 export PYTHON
 
-"$PYTHON" -m ruff check guestagent tests benches
-"$PYTHON" -m pytest -q -m "not vm" "${pytest_args[@]}"
+.venv/bin/python -m ruff check guestagent tests benches
+.venv/bin/python -m pytest -q -m "not vm" "${pytest_args[@]}"
 
 if ((host_only)); then
   echo "test.sh: the whole-VM tier was left out (--host-only)"
@@ -36,4 +36,4 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 bash tests/vm/prepare
-"$PYTHON" -m pytest -q -m vm tests/vm
+.venv/bin/python -m pytest -q -m vm tests/vm
