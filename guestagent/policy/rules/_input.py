@@ -13,8 +13,8 @@ field then one item at a time, to name the first bad one: the same check, on les
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from operator import countOf
+from collections.abc import Callable, Mapping
+from operator import countOf, itemgetter
 from typing import Any
 
 from guestagent.policy.rules._common import BadInput
@@ -47,6 +47,7 @@ MAX_FIELD_TEXT = 65536  # characters of any one input string
 MAX_LIST = 4096  # items of any one input list
 CAP_SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
 _U32 = 2**32
+_U64 = 2**64
 _TEXT = f"expected a string without NUL of at most {MAX_FIELD_TEXT} characters"
 
 
@@ -65,7 +66,7 @@ def is_u32(value: Any) -> bool:
 
 
 def is_u64(value: Any) -> bool:
-    return type(value) is int and 0 <= value < 2**64
+    return type(value) is int and 0 <= value < _U64
 
 
 class Kind:
@@ -90,50 +91,91 @@ def _join(prefix: str, field: str) -> str:
     return prefix + field if field.startswith("[") else f"{prefix}.{field}"
 
 
+def _values(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
+    """A C-level getter of these fields' values as one tuple (None when there are none)."""
+    if not keys:
+        return None
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda value: (value[key],)
+    return itemgetter(*keys)
+
+
 class Schema:
     """A map with exactly these fields. `check` raises BadInput naming the place relative to
-    the map ("" for the map itself) and adds the strings it holds to `texts`."""
+    the map ("" for the map itself) and adds the strings it holds to `texts`.
+
+    The declaration is compiled once, here, into one check specialised to it: a getter per
+    plain kind (one C call fetches all its fields), the nested checks in a tuple, and no
+    loop over a kind the schema does not use. The place of a failure is found only then.
+    """
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
         self.fields = dict(fields)
-        self._keys = self.fields.keys()
-        self._str, self._lists, self._bools, self._u32, self._u64 = (
-            tuple(k for k, f in self.fields.items() if f is kind)
-            for kind in (STR, STR_LIST, BOOL, U32, U64)
-        )
-        self._nested = [(k, f) for k, f in self.fields.items() if not isinstance(f, Kind)]
+        self.check = self._compile()
 
-    def check(self, value: Any, texts: list[Any]) -> None:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            raise BadInput("", "expected a map")
-        if value.keys() != self._keys:
-            unknown = sorted(str(k) for k in value if k not in self.fields)
-            if unknown:
-                raise BadInput(unknown[0], "unknown field")
-            missing = min(k for k in self.fields if k not in value)
-            raise BadInput(missing, "required field is missing")
-        # A loop per kind, no call per field: the common input has some twenty fields.
-        for key in self._str:
-            texts.append(value[key])  # checked with every other string, at the end
-        for key in self._lists:
-            items = value[key]
-            if type(items) is not list or len(items) > MAX_LIST:
-                raise BadInput(key, STR_LIST.expected)
-            texts += items
-        for key in self._bools:
-            if type(value[key]) is not bool:
-                raise BadInput(key, BOOL.expected)
-        for key in self._u32:
-            if not is_u32(value[key]):
-                raise BadInput(key, U32.expected)
-        for key in self._u64:
-            if not is_u64(value[key]):
-                raise BadInput(key, U64.expected)
-        for key, field in self._nested:
-            try:
-                field.check(value[key], texts)
-            except BadInput as exc:  # the name is built only for a refusal
-                raise BadInput(_join(key, exc.field), exc.message) from None
+    def _compile(self) -> Callable[[Any, list[Any]], None]:
+        keys = self.fields.keys()
+        of_kind = {
+            kind: tuple(k for k, f in self.fields.items() if f is kind)
+            for kind in (STR, STR_LIST, BOOL, U32, U64)
+        }
+        strs = _values(of_kind[STR])
+        lists = of_kind[STR_LIST]
+        bools, n_bools = _values(of_kind[BOOL]), len(of_kind[BOOL])
+        u32s, u64s = _values(of_kind[U32]), _values(of_kind[U64])
+        nested = tuple((k, f.check) for k, f in self.fields.items() if not isinstance(f, Kind))
+        wrong_keys, wrong = self._wrong_keys, self._wrong_field
+
+        def check(value: Any, texts: list[Any]) -> None:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise BadInput("", "expected a map")
+            if value.keys() != keys:
+                raise wrong_keys(value)
+            if strs is not None:
+                texts += strs(value)  # checked with every other string, at the end
+            for key in lists:
+                items = value[key]
+                if type(items) is not list or len(items) > MAX_LIST:
+                    raise wrong(value)
+                texts += items
+            if bools is not None and countOf(map(type, bools(value)), bool) != n_bools:
+                raise wrong(value)
+            if u32s is not None:
+                for number in u32s(value):
+                    if type(number) is not int or not 0 <= number < _U32:
+                        raise wrong(value)
+            if u64s is not None:
+                for number in u64s(value):
+                    if type(number) is not int or not 0 <= number < _U64:
+                        raise wrong(value)
+            for key, nested_check in nested:
+                try:
+                    nested_check(value[key], texts)
+                except BadInput as exc:  # the name is built only for a refusal
+                    raise BadInput(_join(key, exc.field), exc.message) from None
+
+        return check
+
+    def _wrong_keys(self, value: Mapping[Any, Any]) -> BadInput:
+        unknown = sorted(str(k) for k in value if k not in self.fields)
+        if unknown:
+            return BadInput(unknown[0], "unknown field")
+        missing = min(k for k in self.fields if k not in value)
+        return BadInput(missing, "required field is missing")
+
+    def _wrong_field(self, value: Mapping[str, Any]) -> BadInput:
+        """The first plain field of `value` that is not of its kind (for a refusal)."""
+        fits = {
+            STR_LIST: lambda v: type(v) is list and len(v) <= MAX_LIST,
+            BOOL: lambda v: type(v) is bool,
+            U32: is_u32,
+            U64: is_u64,
+        }
+        for key, field in self.fields.items():
+            if field in fits and not fits[field](value[key]):
+                return BadInput(key, field.expected)
+        return BadInput("", "expected a map")  # not reached: the check found a bad field
 
     def strings(self, value: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
         """(field, the strings it holds) for each field, for naming a bad string."""
@@ -160,6 +202,8 @@ class ListOf:
     def check(self, value: Any, texts: list[Any]) -> None:
         if type(value) is not list or len(value) > self.max_items:
             raise BadInput("", f"expected a list of at most {self.max_items} maps")
+        if not value:
+            return
         check = self.schema.check
         for i, item in enumerate(value):
             try:

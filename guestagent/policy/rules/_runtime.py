@@ -16,6 +16,7 @@ __all__ = [
     "OOM_SCORE_ADJ",
     "RESOURCES",
     "RLIMITS",
+    "RUNTIME_ABSENT",
     "RUNTIME_CHECKS",
     "hostname_allowed",
     "rlimits_allowed",
@@ -129,3 +130,12 @@ RUNTIME_CHECKS: tuple[Check, ...] = (
     ("rlimits", rlimits_allowed),
     ("oom_score_adj", oom_score_adj_allowed),
 )
+# The value each field holds when the spec does not set it (its check then passes).
+RUNTIME_ABSENT = {
+    "umask": None,
+    "hostname": "",
+    "masked_paths": [],
+    "readonly_paths": [],
+    "rlimits": [],
+    "oom_score_adj": None,
+}

@@ -15,7 +15,7 @@ from guestagent.policy.containers import Container
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
 from guestagent.policy.rules import _process as proc
-from guestagent.policy.rules._candidates import Check, deny_candidates, first_failure, same_data
+from guestagent.policy.rules._candidates import Checks, deny_candidates, first_failure, same_data
 from guestagent.policy.rules._common import deny
 from guestagent.policy.rules._input import (
     BOOL,
@@ -36,6 +36,7 @@ from guestagent.policy.rules._runtime import (
     OOM_SCORE_ADJ,
     RESOURCES,
     RLIMITS,
+    RUNTIME_ABSENT,
     RUNTIME_CHECKS,
 )
 from guestagent.policy.state import PolicyState, Transition
@@ -161,19 +162,24 @@ def _mounts(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
     return failure
 
 
-CHECKS: tuple[Check, ...] = (
-    ("argv", proc.argv_equals_command),
-    ("working_dir", proc.working_dir_equals),
-    ("user", proc.user_allowed),
-    ("privileged", _privileged),
-    ("no_new_privileges", proc.no_new_privileges_kept),
-    ("seccomp_profile_sha256", _seccomp),
-    ("terminal", proc.terminal_allowed),
-    ("namespaces", _namespaces),
-    ("devices", _devices),
-    ("sysctl", _sysctl),
-    ("mounts", _mounts),
-    *RUNTIME_CHECKS,
+CHECKS = Checks(
+    (
+        ("argv", proc.argv_equals_command),
+        ("working_dir", proc.working_dir_equals),
+        ("user", proc.user_allowed),
+        ("privileged", _privileged),
+        ("no_new_privileges", proc.no_new_privileges_kept),
+        ("seccomp_profile_sha256", _seccomp),
+        ("terminal", proc.terminal_allowed),
+        ("namespaces", _namespaces),
+        ("devices", _devices),
+        ("sysctl", _sysctl),
+        ("mounts", _mounts),
+        *RUNTIME_CHECKS,
+    ),
+    # What the spec holds when it does not set the field: then its check always passes.
+    # (Not mounts: every spec has some.)
+    absent={"privileged": False, "terminal": False, "devices": [], "sysctl": {}, **RUNTIME_ABSENT},
 )
 
 
@@ -246,9 +252,10 @@ def _matches(
     survivors: list[int] = []
     datas: list[dict[str, Any]] = []
     failures: list[tuple[int, int, str, dict[str, Any]]] = []
+    checks = CHECKS.for_request(req)
     for index in candidates:
         container = policy.containers[index]
-        failed = first_failure(container, req, CHECKS)
+        failed = first_failure(container, req, checks)
         if failed is None:
             failed_or_data = env_and_caps(policy, container, req, _RANK_ENV)
             if isinstance(failed_or_data, dict):

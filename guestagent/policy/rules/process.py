@@ -9,7 +9,7 @@ from guestagent.policy.containers import Container
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import Policy
 from guestagent.policy.rules import _process as proc
-from guestagent.policy.rules._candidates import Check, deny_candidates, first_failure, same_data
+from guestagent.policy.rules._candidates import Checks, deny_candidates, first_failure, same_data
 from guestagent.policy.rules._common import BadInput, allow, deny
 from guestagent.policy.rules._input import (
     BOOL,
@@ -89,11 +89,14 @@ def _exec_command(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None
     }
 
 
-EXEC_CHECKS: tuple[Check, ...] = (
-    ("argv", _exec_command),
-    ("user", proc.user_allowed),
-    ("no_new_privileges", proc.no_new_privileges_kept),
-    ("terminal", proc.terminal_allowed),
+EXEC_CHECKS = Checks(
+    (
+        ("argv", _exec_command),
+        ("user", proc.user_allowed),
+        ("no_new_privileges", proc.no_new_privileges_kept),
+        ("terminal", proc.terminal_allowed),
+    ),
+    absent={"terminal": False},
 )
 
 
@@ -106,9 +109,10 @@ def decide_exec_in_container(
     if cid not in state.started:
         return deny(point, "container_id", f"container {cid} is not running", asked=cid)
     survivors, datas, failures = [], [], []
+    checks = EXEC_CHECKS.for_request(req)
     for index in state.candidates[cid]:
         container = policy.containers[index]
-        failed = first_failure(container, req, EXEC_CHECKS)
+        failed = first_failure(container, req, checks)
         if failed is None:
             result = proc.env_and_caps(policy, container, req, len(EXEC_CHECKS))
             if isinstance(result, dict):
