@@ -42,6 +42,7 @@ __all__ = [
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_SIGNAL = 64
+KNOWN_VARIABLES = 64  # per env matcher: a few MiB at most on a 200-container policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +68,35 @@ class EnvMatcher:
     exact: frozenset[str]
     combined: PatternSet | None  # None: no regex rules
     required: tuple[EnvRule, ...] = ()  # the required rules, in policy order
+    # Variables known to be allowed: the exact rules, and up to KNOWN_VARIABLES short ones
+    # RE2 accepted (a verdict is a pure function of the rules and the text, so remembering
+    # it changes no decision). Checked as one set test: a container's env comes back on
+    # every restart and exec.
+    known: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
     def build(cls, rules: tuple[EnvRule, ...]) -> EnvMatcher:
         exact = frozenset(r.pattern for r in rules if r.compiled is None)
         regex = [r.pattern for r in rules if r.compiled is not None]
         required = tuple(r for r in rules if r.required)
-        return cls(rules, exact, PatternSet(regex) if regex else None, required)
+        return cls(rules, exact, PatternSet(regex) if regex else None, required, set(exact))
 
     def allows(self, var: str) -> bool:
         """The one test of a variable: some rule matches it whole."""
         return var in self.exact or (self.combined is not None and self.combined.any(var))
+
+    def allows_all(self, env: Sequence[str]) -> bool:
+        """allows() of every variable of `env`."""
+        known = self.known
+        if known.issuperset(env):
+            return True
+        for var in env:
+            if var not in known:
+                if not self.allows(var):
+                    return False
+                if len(known) < len(self.exact) + KNOWN_VARIABLES and len(var) <= 256:
+                    known.add(var)
+        return True
 
     def missing_required(self, env: Sequence[str]) -> EnvRule | None:
         """The first required rule no variable of `env` matches, if any."""

@@ -1,10 +1,10 @@
 """Enforcement inputs: one schema per point, each kind of field checked once, places named.
 
-A Schema lists an input's fields and the kind of each. Checking walks the input once: the
-fields of each plain kind (strings, string lists, booleans, integers) in one loop, nested
-fields (user, capability sets, mounts, maps) by their own check, and every string of the
-input is gathered into one list that is
-checked once at the end (exact str, no NUL, at most MAX_FIELD_TEXT characters).
+A Schema lists an input's fields and the kind of each. It is written out once, at import,
+as one function (rules/_codegen.py): nested maps inline, one line or two per field, the
+string fields fetched by one C call. Checking walks the input once, and every string of the
+input is gathered into one list that is checked once at the end (exact str, no NUL, at
+most MAX_FIELD_TEXT characters).
 
 A structural check raises where it fails, naming the field (names of nested places are
 built only then). Only when the bulk string check fails are the strings checked again, one
@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from operator import countOf, itemgetter
 from typing import Any
 
+from guestagent.policy.rules._codegen import Code, place
 from guestagent.policy.rules._common import BadInput
 
 __all__ = [
@@ -61,133 +62,96 @@ def texts_ok(texts: list[Any]) -> bool:
     return len(joined) <= MAX_FIELD_TEXT or max(map(len, texts)) <= MAX_FIELD_TEXT
 
 
-def is_u32(value: Any) -> bool:
-    return type(value) is int and 0 <= value < _U32
-
-
-def is_u64(value: Any) -> bool:
-    return type(value) is int and 0 <= value < _U64
-
-
 class Kind:
-    """A plain field kind: its fields are checked together, in Schema.check."""
+    """A plain field kind (a string, a list of strings, a boolean, an integer)."""
 
-    __slots__ = ("expected",)
+    __slots__ = ("_lines", "expected")
 
-    def __init__(self, expected: str) -> None:
+    def __init__(self, expected: str, lines: Callable[[Code, str, str, str], None]) -> None:
         self.expected = expected
+        self._lines = lines
+
+    def emit(self, code: Code, item: str, where: str, field: str) -> None:
+        self._lines(code, item, where, field)
 
 
-STR = Kind(_TEXT)  # its strings join the bulk text check
-STR_LIST = Kind(f"expected a list of at most {MAX_LIST} strings")
-BOOL = Kind("expected a boolean")
-U32 = Kind("expected an integer in [0, 2**32)")
-U64 = Kind("expected an integer in [0, 2**64)")
+def _str_lines(code: Code, item: str, where: str, field: str) -> None:
+    code.line(f"texts.append({item})")  # checked with every other string, at the end
 
 
-def _join(prefix: str, field: str) -> str:
-    if not field:
-        return prefix
-    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
+def _str_list_lines(code: Code, item: str, where: str, field: str) -> None:
+    x = code.var()
+    code.line(f"{x} = {item}")
+    code.line(f"if type({x}) is not list or len({x}) > {MAX_LIST}:")
+    code.fail(where, field, STR_LIST.expected)
+    code.line(f"texts += {x}")
 
 
-def _values(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
-    """A C-level getter of these fields' values as one tuple (None when there are none)."""
-    if not keys:
-        return None
-    if len(keys) == 1:
-        key = keys[0]
-        return lambda value: (value[key],)
-    return itemgetter(*keys)
+def _bool_lines(code: Code, item: str, where: str, field: str) -> None:
+    code.line(f"if type({item}) is not bool:")
+    code.fail(where, field, BOOL.expected)
+
+
+def _int_lines(bound: int) -> Callable[[Code, str, str, str], None]:
+    def lines(code: Code, item: str, where: str, field: str) -> None:
+        x = code.var()
+        code.line(f"{x} = {item}")
+        code.line(f"if type({x}) is not int or not 0 <= {x} < {bound}:")
+        code.fail(where, field, U32.expected if bound == _U32 else U64.expected)
+
+    return lines
+
+
+STR = Kind(_TEXT, _str_lines)  # its strings join the bulk text check
+STR_LIST = Kind(f"expected a list of at most {MAX_LIST} strings", _str_list_lines)
+BOOL = Kind("expected a boolean", _bool_lines)
+U32 = Kind("expected an integer in [0, 2**32)", _int_lines(_U32))
+U64 = Kind("expected an integer in [0, 2**64)", _int_lines(_U64))
 
 
 class Schema:
-    """A map with exactly these fields. `check` raises BadInput naming the place relative to
-    the map ("" for the map itself) and adds the strings it holds to `texts`.
-
-    The declaration is compiled once, here, into one check specialised to it: a getter per
-    plain kind (one C call fetches all its fields), the nested checks in a tuple, and no
-    loop over a kind the schema does not use. The place of a failure is found only then.
-    """
+    """A map with exactly these fields. `check(value, texts)` raises BadInput naming the
+    place relative to the map ("" for the map itself) and adds the strings it holds to
+    `texts`. It is this declaration written out as code once (rules/_codegen.py): nested
+    maps inline, the string fields fetched by one C call."""
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
         self.fields = dict(fields)
-        self.check = self._compile()
+        code = Code()
+        self.emit(code, "value", "''", "")
+        self.check = code.build()
 
-    def _compile(self) -> Callable[[Any, list[Any]], None]:
-        keys = self.fields.keys()
-        of_kind = {
-            kind: tuple(k for k, f in self.fields.items() if f is kind)
-            for kind in (STR, STR_LIST, BOOL, U32, U64)
-        }
-        strs = _values(of_kind[STR])
-        lists = of_kind[STR_LIST]
-        bools, n_bools = _values(of_kind[BOOL]), len(of_kind[BOOL])
-        u32s, u64s = _values(of_kind[U32]), _values(of_kind[U64])
-        nested = tuple((k, f.check) for k, f in self.fields.items() if not isinstance(f, Kind))
-        wrong_keys, wrong = self._wrong_keys, self._wrong_field
+    def emit(self, code: Code, item: str, where: str, field: str) -> None:
+        value = item
+        if not item.isidentifier():
+            value = code.var()
+            code.line(f"{value} = {item}")
+        here = f"_place({where}, {field!r})" if field else where
+        code.line(f"if type({value}) is not dict and not isinstance({value}, Mapping):")
+        code.fail(where, field, "expected a map")
+        code.line(f"if {value}.keys() != {code.constant(self.fields.keys())}:")
+        code.line(f"    raise {code.constant(self._wrong_keys)}({value}, {here})")
+        strs = tuple(k for k, f in self.fields.items() if f is STR)
+        if len(strs) > 1:  # one C call fetches them all
+            code.line(f"texts += {code.constant(itemgetter(*strs))}({value})")
+        for key, kind in self.fields.items():
+            if kind is not STR or len(strs) == 1:
+                kind.emit(code, f"{value}[{key!r}]", here, key)
 
-        def check(value: Any, texts: list[Any]) -> None:
-            if type(value) is not dict and not isinstance(value, Mapping):
-                raise BadInput("", "expected a map")
-            if value.keys() != keys:
-                raise wrong_keys(value)
-            if strs is not None:
-                texts += strs(value)  # checked with every other string, at the end
-            for key in lists:
-                items = value[key]
-                if type(items) is not list or len(items) > MAX_LIST:
-                    raise wrong(value)
-                texts += items
-            if bools is not None and countOf(map(type, bools(value)), bool) != n_bools:
-                raise wrong(value)
-            if u32s is not None:
-                for number in u32s(value):
-                    if type(number) is not int or not 0 <= number < _U32:
-                        raise wrong(value)
-            if u64s is not None:
-                for number in u64s(value):
-                    if type(number) is not int or not 0 <= number < _U64:
-                        raise wrong(value)
-            for key, nested_check in nested:
-                try:
-                    nested_check(value[key], texts)
-                except BadInput as exc:  # the name is built only for a refusal
-                    raise BadInput(_join(key, exc.field), exc.message) from None
-
-        return check
-
-    def _wrong_keys(self, value: Mapping[Any, Any]) -> BadInput:
+    def _wrong_keys(self, value: Mapping[Any, Any], prefix: str) -> BadInput:
         unknown = sorted(str(k) for k in value if k not in self.fields)
         if unknown:
-            return BadInput(unknown[0], "unknown field")
+            return BadInput(place(prefix, unknown[0]), "unknown field")
         missing = min(k for k in self.fields if k not in value)
-        return BadInput(missing, "required field is missing")
-
-    def _wrong_field(self, value: Mapping[str, Any]) -> BadInput:
-        """The first plain field of `value` that is not of its kind (for a refusal)."""
-        fits = {
-            STR_LIST: lambda v: type(v) is list and len(v) <= MAX_LIST,
-            BOOL: lambda v: type(v) is bool,
-            U32: is_u32,
-            U64: is_u64,
-        }
-        for key, field in self.fields.items():
-            if field in fits and not fits[field](value[key]):
-                return BadInput(key, field.expected)
-        return BadInput("", "expected a map")  # not reached: the check found a bad field
+        return BadInput(place(prefix, missing), "required field is missing")
 
     def strings(self, value: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
-        """(field, the strings it holds) for each field, for naming a bad string."""
+        """(field, the strings it holds) for each field, for naming a bad string: the
+        schema's own check run on one field at a time."""
         found = []
-        for key, field in self.fields.items():
+        for key, kind in self.fields.items():
             texts: list[Any] = []
-            if field is STR:
-                texts.append(value[key])
-            elif field is STR_LIST:
-                texts += value[key]
-            elif not isinstance(field, Kind):
-                field.check(value[key], texts)
+            Schema({key: kind}).check({key: value[key]}, texts)
             found.append((key, texts))
         return found
 
@@ -199,46 +163,45 @@ class ListOf:
         self.schema = schema
         self.max_items = max_items
 
-    def check(self, value: Any, texts: list[Any]) -> None:
-        if type(value) is not list or len(value) > self.max_items:
-            raise BadInput("", f"expected a list of at most {self.max_items} maps")
-        if not value:
-            return
-        check = self.schema.check
-        for i, item in enumerate(value):
-            try:
-                check(item, texts)
-            except BadInput as exc:
-                raise BadInput(_join(f"[{i}]", exc.field), exc.message) from None
+    def emit(self, code: Code, item: str, where: str, field: str) -> None:
+        items, each = code.var(), code.var()
+        code.line(f"{items} = {item}")
+        code.line(f"if type({items}) is not list or len({items}) > {self.max_items}:")
+        code.fail(where, field, f"expected a list of at most {self.max_items} maps")
+        code.line(f"for {each} in {items}:")
+        code.indent += 1
+        self.schema.emit(code, each, f"_place({where}, {field!r} + _index({items}, {each}))", "")
+        code.indent -= 1
 
 
 class StrMap:
     """A map of strings to strings."""
 
     @staticmethod
-    def check(value: Any, texts: list[Any]) -> None:
-        if type(value) is not dict or len(value) > MAX_LIST:
-            raise BadInput("", f"expected a map of at most {MAX_LIST} strings")
-        texts += value
-        texts += value.values()
+    def emit(code: Code, item: str, where: str, field: str) -> None:
+        x = code.var()
+        code.line(f"{x} = {item}")
+        code.line(f"if type({x}) is not dict or len({x}) > {MAX_LIST}:")
+        code.fail(where, field, f"expected a map of at most {MAX_LIST} strings")
+        code.line(f"texts += {x}")
+        code.line(f"texts += {x}.values()")
 
 
 class U32List:
     """A list of integers in [0, 2**32)."""
 
     @staticmethod
-    def check(value: Any, texts: list[Any]) -> None:
-        if type(value) is not list or len(value) > MAX_LIST or not all(map(is_u32, value)):
-            raise BadInput("", "expected a list of integers in [0, 2**32)")
-
-
-class OptionalU32:
-    """null or an integer in [0, 2**32)."""
-
-    @staticmethod
-    def check(value: Any, texts: list[Any]) -> None:
-        if value is not None and not is_u32(value):
-            raise BadInput("", U32.expected)
+    def emit(code: Code, item: str, where: str, field: str) -> None:
+        x, number = code.var(), code.var()
+        expected = "expected a list of integers in [0, 2**32)"
+        code.line(f"{x} = {item}")
+        code.line(f"if type({x}) is not list or len({x}) > {MAX_LIST}:")
+        code.fail(where, field, expected)
+        code.line(f"for {number} in {x}:")
+        code.line(f"    if type({number}) is not int or not 0 <= {number} < {_U32}:")
+        code.indent += 1
+        code.fail(where, field, expected)
+        code.indent -= 1
 
 
 class IntIn:
@@ -248,20 +211,27 @@ class IntIn:
         self.lo, self.hi, self.optional = lo, hi, optional
         self.expected = f"expected {'null or ' if optional else ''}an integer in [{lo}, {hi}]"
 
-    def check(self, value: Any, texts: list[Any]) -> None:
-        if value is None and self.optional:
-            return
-        if type(value) is not int or not self.lo <= value <= self.hi:
-            raise BadInput("", self.expected)
+    def emit(self, code: Code, item: str, where: str, field: str) -> None:
+        x = code.var()
+        code.line(f"{x} = {item}")
+        wrong = f"type({x}) is not int or not {self.lo} <= {x} <= {self.hi}"
+        code.line(f"if {x} is not None and ({wrong}):" if self.optional else f"if {wrong}:")
+        code.fail(where, field, self.expected)
+
+
+OptionalU32 = IntIn(0, _U32 - 1, optional=True)  # null or an integer in [0, 2**32)
+OptionalU32.expected = U32.expected
 
 
 class OptionalStr:
     """null or a string."""
 
     @staticmethod
-    def check(value: Any, texts: list[Any]) -> None:
-        if value is not None:
-            texts.append(value)
+    def emit(code: Code, item: str, where: str, field: str) -> None:
+        x = code.var()
+        code.line(f"{x} = {item}")
+        code.line(f"if {x} is not None:")
+        code.line(f"    texts.append({x})")
 
 
 USER = Schema({"uid": U32, "gid": U32, "additional_gids": U32List})

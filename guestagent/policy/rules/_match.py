@@ -64,7 +64,7 @@ def match_env(
 ) -> tuple[list[str] | None, Failure | None]:
     """Kept env, or the first unmatched variable / missing required rule."""
     allows = matcher.allows
-    if all(map(allows, env)):
+    if matcher.allows_all(env):
         kept = list(env)
     elif dropping:
         kept = [var for var in env if allows(var)]
@@ -131,11 +131,12 @@ def match_caps(
 
 
 def match_user(rule: UserRule, user: Mapping[str, Any]) -> Failure | None:
-    if not rule.uid.allows(user["uid"]):
-        return {"asked": {"uid": user["uid"]}, "allowed": {"uid": rule.uid.describe()}}
-    if not rule.gid.allows(user["gid"]):
-        return {"asked": {"gid": user["gid"]}, "allowed": {"gid": rule.gid.describe()}}
-    extra = sorted(set(user["additional_gids"]) - rule.additional_gids)
-    if extra:
+    uid, gid, gids = user["uid"], user["gid"], user["additional_gids"]
+    if not rule.uid.allows(uid):
+        return {"asked": {"uid": uid}, "allowed": {"uid": rule.uid.describe()}}
+    if not rule.gid.allows(gid):
+        return {"asked": {"gid": gid}, "allowed": {"gid": rule.gid.describe()}}
+    if gids and not rule.additional_gids.issuperset(gids):
+        extra = sorted(set(gids) - rule.additional_gids)
         return {"asked": {"additional_gids": extra}, "allowed": sorted(rule.additional_gids)}
     return None

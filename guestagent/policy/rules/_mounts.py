@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from guestagent.policy.containers import MountRule
@@ -57,6 +58,7 @@ DEFAULT_MOUNTS = (
     _default("cgroup|cgroup2", "cgroup|cgroup2", "/sys/fs/cgroup", "nosuid,noexec,nodev,ro"),
 )
 
+_FIELDS = itemgetter("destination", "type", "source", "options")
 # (destination, type, source) -> (slot among the defaults, plain rule, elevated rule): one
 # lookup for match_mounts, which runs per request.
 _DEFAULT_BY_KEY = {
@@ -67,13 +69,14 @@ _DEFAULT_BY_KEY = {
 }
 
 
-def _fits(rules: Sequence[tuple[int, MountRule]], mount: Mapping[str, Any]) -> list[int]:
+def _fits(
+    rules: Sequence[tuple[int, MountRule]], kind: str, source: str, options: list[str]
+) -> list[int]:
     """Indices of the policy mounts (all with the mount's destination) that fit it."""
-    options = tuple(sorted(mount["options"]))
-    kind, source = mount["type"], mount["source"]
+    ordered = tuple(sorted(options))
     fits = []
     for j, rule in rules:  # a loop, not a comprehension: cheaper for the usual one rule
-        if rule.type == kind and rule.options == options and rule.source.matches(source):
+        if rule.type == kind and rule.options == ordered and rule.source.matches(source):
             fits.append(j)
     return fits
 
@@ -106,6 +109,28 @@ def _assign(edges: list[list[int]], slots: int) -> int | None:
     return None
 
 
+def _misfit(
+    rules: Sequence[MountRule],
+    mount: Mapping[str, Any],
+    i: int,
+    default: tuple[int, Any, Any] | None,
+    elevated: bool,
+) -> dict[str, Any]:
+    """The failure of a mount no policy or default mount fits (built only for a denial)."""
+    near = [_describe(r) for r in rules if r.destination == mount["destination"]]
+    failure: dict[str, Any] = {"asked": dict(mount), "mount_index": i}
+    if default is not None:  # a default mount: say which options it lacks or has
+        required, forbidden = default[2] if elevated else default[1]
+        failure["default_mount_requires"] = sorted(required)
+        failure["default_mount_forbids"] = sorted(forbidden)
+        failure["missing_options"] = sorted(required - set(mount["options"]))
+        failure["forbidden_options"] = sorted(forbidden & set(mount["options"]))
+    failure["allowed"] = near or [_describe(r) for r in rules[:4]]
+    if not failure["allowed"] and default is None:
+        failure["allowed"] = "no policy mount or default mount has this destination"
+    return failure
+
+
 def match_mounts(
     rules: Sequence[MountRule],
     by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
@@ -119,29 +144,18 @@ def match_mounts(
     edges: list[list[int]] = []
     firsts: set[int] = set()
     n = len(rules)
+    slot = 2 if elevated else 1  # of a _DEFAULT_BY_KEY entry: the rule that applies
     for i, mount in enumerate(mounts):
-        destination = mount["destination"]
+        destination, kind, source, options = _FIELDS(mount)
         here = by_destination.get(destination)
-        row = _fits(here, mount) if here else []
-        default = _DEFAULT_BY_KEY.get((destination, mount["type"], mount["source"]))
+        row = _fits(here, kind, source, options) if here else []
+        default = _DEFAULT_BY_KEY.get((destination, kind, source))
         if default is not None:
-            required, forbidden = default[2] if elevated else default[1]
-            options = mount["options"]
+            required, forbidden = default[slot]
             if required.issubset(options) and forbidden.isdisjoint(options):
                 row.append(n + default[0])
         if not row:
-            near = [_describe(r) for r in rules if r.destination == mount["destination"]]
-            failure = {"asked": dict(mount), "mount_index": i}
-            if default is not None:  # a default mount: say which options it lacks or has
-                required, forbidden = default[2] if elevated else default[1]
-                failure["default_mount_requires"] = sorted(required)
-                failure["default_mount_forbids"] = sorted(forbidden)
-                failure["missing_options"] = sorted(required - set(mount["options"]))
-                failure["forbidden_options"] = sorted(forbidden & set(mount["options"]))
-            failure["allowed"] = near or [_describe(r) for r in rules[:4]]
-            if not failure["allowed"] and default is None:
-                failure["allowed"] = "no policy mount or default mount has this destination"
-            return failure
+            return _misfit(rules, mount, i, default, elevated)
         edges.append(row)
         firsts.add(row[0])
     if len(firsts) == len(edges):

@@ -8,7 +8,7 @@ from typing import Any
 
 from guestagent.policy.containers import Container
 from guestagent.policy.rules._candidates import Check
-from guestagent.policy.rules._common import BadInput
+from guestagent.policy.rules._codegen import Code
 from guestagent.policy.rules._input import STR, U32, U64, IntIn, ListOf, Schema
 
 __all__ = [
@@ -45,15 +45,20 @@ class _Resources:
     """A map of at most 64 names to integers in [-2**63, 2**64) or strings."""
 
     @staticmethod
-    def check(value: Any, texts: list[Any]) -> None:
-        if type(value) is not dict or len(value) > 64:
-            raise BadInput("", "expected a map of at most 64 limits")
-        texts += value
-        for key, item in value.items():
-            if type(item) is str:
-                texts.append(item)
-            elif type(item) is not int or not -(2**63) <= item < 2**64:
-                raise BadInput(str(key), "expected an integer or a string")
+    def emit(code: Code, item: str, where: str, field: str) -> None:
+        limits, name, value = code.var(), code.var(), code.var()
+        code.line(f"{limits} = {item}")
+        code.line(f"if type({limits}) is not dict or len({limits}) > 64:")
+        code.fail(where, field, "expected a map of at most 64 limits")
+        code.line(f"texts += {limits}")
+        code.line(f"for {name}, {value} in {limits}.items():")
+        code.line(f"    if type({value}) is str:")
+        code.line(f"        texts.append({value})")
+        code.line(f"    elif type({value}) is not int or not {-(2**63)} <= {value} < {2**64}:")
+        code.line(
+            f"        raise _bad(_place({where}, {field!r}), str({name}), "
+            "'expected an integer or a string')"
+        )
 
 
 RESOURCES = _Resources
