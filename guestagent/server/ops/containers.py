@@ -9,7 +9,6 @@ does not grant are not opened at all.
 from __future__ import annotations
 
 import asyncio
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from guestagent.attestation.hub import attestation_entry
@@ -196,8 +195,8 @@ def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
     return {"containers": agent.require_containers().list()}
 
 
-def _joins_check(value: Any) -> str | None:
-    for ns, owner in value.items():
+def _joins_check(value: dict[str, Any] | None) -> str | None:
+    for ns, owner in (value or {}).items():
         if ns not in SHARED_NAMESPACES:
             return f"key {ns!r}: only {', '.join(SHARED_NAMESPACES)} namespaces are joined"
         if not isinstance(owner, str) or identifier().check(owner):
@@ -226,7 +225,7 @@ OPERATIONS = [
             **CID,
             "spec": Field((dict,)),
             "stdin": Field((bool,), default=False),
-            "joins": Field((dict,), default=MappingProxyType({}), check=_joins_check),
+            "joins": Field((dict, type(None)), default=None, check=_joins_check),
         },
         summary="create a container from an OCI spec on its verified overlay, joining the "
         "namespaces of the pod's containers the policy names",
