@@ -26,6 +26,7 @@ from guestagent.policy.containers import (
     UserRule,
     parse_container,
     parse_env_rules,
+    parse_id_rule,
     parse_str_patterns,
 )
 
@@ -91,10 +92,16 @@ class NetworkRules:
     interface_patterns: tuple[Any, ...] = ()
 
 
+_ROOT = IdRule(0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class CopyFileRules:
     destinations: tuple[Any, ...] = ()
     max_size: int = 16 << 20
+    symlinks: bool = False  # whether the host may make symlinks (their targets are ruled)
+    uid: IdRule = _ROOT  # the owners a copied file, directory or symlink may have
+    gid: IdRule = _ROOT
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +211,13 @@ def _parse_network(value: Any, path: str) -> NetworkRules:
 
 
 def _parse_copy_file(value: Any, path: str) -> CopyFileRules:
-    obj = Obj(value, path, {"destinations", "max_size"})
+    obj = Obj(value, path, {"destinations", "max_size", "symlinks", "uid", "gid"})
     return CopyFileRules(
         destinations=parse_str_patterns(obj, "destinations"),
         max_size=obj.int("max_size", 16 << 20, hi=1 << 34),
+        symlinks=obj.bool("symlinks", False),
+        uid=parse_id_rule(obj, "uid"),
+        gid=parse_id_rule(obj, "gid"),
     )
 
 

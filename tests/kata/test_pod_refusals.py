@@ -4,6 +4,8 @@ agent with the pod policy adopted and runc."""
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -95,6 +97,41 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
             await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id=cid))
 
     drive(pod_agent, world, body)
+
+
+def copy(path: str, kind: int, data: bytes = b"", owner: int = 0) -> agent_pb2.CopyFileRequest:
+    return agent_pb2.CopyFileRequest(
+        path=pod.SHARED + path, file_size=len(data), file_mode=kind, uid=owner, gid=owner,
+        data=data, dir_mode=0o755,
+    )  # fmt: skip
+
+
+def test_copy_file_makes_a_projected_volume(world: World, pod_agent: KataAgent) -> None:
+    """Kubernetes' projected volume layout, with a non-root owner; links ruled, not followed."""
+    volume = world.base / "state" / "shared" / pod.SHARED.strip("/") / "p1-token"
+
+    async def body(rpc: Any) -> None:
+        await rpc("CopyFile", copy("p1-token/..2026", stat.S_IFDIR | 0o750, owner=1000))
+        await rpc("CopyFile", copy("p1-token/..2026/token", stat.S_IFREG | 0o640, b"t", 1000))
+        await rpc("CopyFile", copy("p1-token/..data", stat.S_IFLNK | 0o777, b"..2026"))
+        await rpc("CopyFile", copy("p1-token/token", stat.S_IFLNK | 0o777, b"..data/token"))
+        for path, kind, data, owner, rule in (
+            ("p1-token/evil", stat.S_IFLNK, b"../../../../../../etc/shadow", 0, "target"),
+            ("p1-token/abs", stat.S_IFLNK, b"/etc/shadow", 0, "target"),
+            ("p1-token/x", stat.S_IFREG | 0o644, b"x", 4242, "uid"),
+        ):
+            with pytest.raises(KataRpcError) as refused:
+                await rpc("CopyFile", copy(path, kind, data, owner))
+            assert refused.value.code == Code.PERMISSION_DENIED
+            assert f"(rule copy_file.{rule})" in refused.value.message
+
+    drive(pod_agent, world, body)
+    for name, mode in (("..2026", 0o750), ("..2026/token", 0o640)):
+        st = (volume / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 1000, mode)
+    assert os.readlink(volume / "..data") == "..2026"
+    assert (volume / "token").read_bytes() == b"t"
+    assert sorted(p.name for p in volume.iterdir()) == ["..2026", "..data", "token"]
 
 
 def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgent) -> None:
