@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from guestagent.kata.client import AGENT, KataClient, KataRpcError
-from guestagent.kata.pb import agent_pb2, oci_pb2
+from guestagent.kata.pb import agent_pb2, oci_pb2, types_pb2
 from guestagent.kata.ttrpc import Code
 from tests.kata import pod
 from tests.kata.conftest import World
@@ -75,6 +75,16 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
             await rpc("CreateContainer", request)
         assert refused.value.code == Code.PERMISSION_DENIED
         assert "mount_device" in refused.value.message
+        # UpdateInterface: what the host states of a link is checked, or has no rule.
+        for interface, says in (
+            (types_pb2.Interface(name="lo", devicePath="02/00"),
+             "devicePath 02/00 is not the PCI path of lo (none)"),
+            (types_pb2.Interface(name="lo", raw_flags=0x1083), "raw_flags: IFF_NOARP has no rule"),
+            (types_pb2.Interface(name="lo", type="sriov"), "type 'sriov' is none of Kata's"),
+        ):  # fmt: skip
+            with pytest.raises(KataRpcError) as refused:
+                await rpc("UpdateInterface", agent_pb2.UpdateInterfaceRequest(interface=interface))
+            assert refused.value.code == Code.INVALID_ARGUMENT and says in refused.value.message
         # CreateSandbox asking for what has no rule.
         with pytest.raises(KataRpcError) as refused:
             await rpc(
