@@ -29,6 +29,7 @@ from guestagent.policy.containers import (
     parse_id_rule,
     parse_str_patterns,
 )
+from guestagent.policy.patterns import compile_pattern
 
 __all__ = [
     "CAPABILITY_SETS",
@@ -48,6 +49,7 @@ __all__ = [
     "NetworkRules",
     "Policy",
     "PolicyFormatError",
+    "SandboxRules",
     "UserRule",
     "parse_policy",
 ]
@@ -105,6 +107,15 @@ class CopyFileRules:
 
 
 @dataclass(frozen=True, slots=True)
+class SandboxRules:
+    """What a Kata CreateSandbox may set: the pod's id and hostname (patterns; a null
+    hostname: none)."""
+
+    id: Any = None  # Pattern; None: any id the agent's id syntax takes
+    hostname: Any = None  # Pattern or None
+
+
+@dataclass(frozen=True, slots=True)
 class DebugConsole:
     enabled: bool = False
     commands: frozenset[str] = frozenset()
@@ -123,6 +134,7 @@ class Policy:
     allow_unencrypted_scratch: bool = False
     network: NetworkRules = NetworkRules()
     copy_file: CopyFileRules = CopyFileRules()
+    sandbox: SandboxRules | None = None  # None: no CreateSandbox is allowed
     debug_console: DebugConsole = DebugConsole()
     verity_corruption: str = "error"
     # Indexes for the hot path, derived from `containers`.
@@ -145,6 +157,7 @@ _TOP_FIELDS = frozenset(
         "allow_unencrypted_scratch",
         "network",
         "copy_file",
+        "sandbox",
         "debug_console",
         "verity_corruption",
     }
@@ -221,6 +234,15 @@ def _parse_copy_file(value: Any, path: str) -> CopyFileRules:
     )
 
 
+def _parse_sandbox(value: Any, path: str) -> SandboxRules:
+    obj = Obj(value, path, {"id", "hostname"})
+    id_pattern, hostname = obj.str("id", None, allow_empty=False), obj.str("hostname", None)
+    return SandboxRules(
+        id=None if id_pattern is None else compile_pattern(id_pattern, obj.at("id")),
+        hostname=None if hostname is None else compile_pattern(hostname, obj.at("hostname")),
+    )
+
+
 def _parse_console(value: Any, path: str) -> DebugConsole:
     obj = Obj(value, path, {"enabled", "commands"})
     commands = frozenset(obj.str_list("commands", []))
@@ -284,6 +306,7 @@ def policy_from_json(value: Any) -> Policy:
     optional = {
         "network": _parse_network,
         "copy_file": _parse_copy_file,
+        "sandbox": _parse_sandbox,
         "debug_console": _parse_console,
     }
     parts = {k: fn(obj.raw(k), obj.at(k)) for k, fn in optional.items() if obj.has(k)}

@@ -80,6 +80,7 @@ def pod_policy(layer_hash: str, state_dir: str = "/run/guestagent", **flags: Any
             container("hog", HOG),
         ],
         "allow_properties_access": True,
+        "sandbox": {"id": "[a-z0-9]+", "hostname": "pod"},  # CreateSandbox's id and hostname
         "copy_file": {
             "destinations": [
                 SHARED + "[a-z0-9]+-(hostname|hosts|resolv[.]conf)",

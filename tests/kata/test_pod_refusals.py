@@ -170,6 +170,32 @@ def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgen
     drive(pod_agent, world, body)
 
 
+def test_create_sandbox_is_ruled_by_the_policy(world: World, pod_agent: KataAgent) -> None:
+    async def go() -> None:
+        async with await KataClient.connect(pod_agent.kata_uri) as client:
+
+            async def rpc(method: str, request: Any) -> Any:
+                return await client.call(AGENT, method, request, Empty)
+
+            await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=world.policy.decode()))
+            for request, rule in (
+                (agent_pb2.CreateSandboxRequest(sandbox_id="p1", sandbox_pidns=True),
+                 "shared_pid_namespace"),
+                (agent_pb2.CreateSandboxRequest(sandbox_id="p1", hostname="evil"), "hostname"),
+                (agent_pb2.CreateSandboxRequest(sandbox_id="P_1"), "sandbox_id"),
+            ):  # fmt: skip
+                with pytest.raises(KataRpcError) as refused:
+                    await rpc("CreateSandbox", request)
+                assert refused.value.code == Code.PERMISSION_DENIED
+                assert f"(rule create_sandbox.{rule})" in refused.value.message
+            # Refused ones left nothing behind: the policy's sandbox is created.
+            await rpc(
+                "CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id="p1", hostname="pod")
+            )
+
+    asyncio.run(go())
+
+
 def test_set_policy_is_bound_to_host_data(world: World, pod_agent: KataAgent) -> None:
     async def go() -> None:
         async with await KataClient.connect(pod_agent.kata_uri) as client:

@@ -8,12 +8,21 @@ from typing import Any
 from guestagent.policy.decision import Decision
 from guestagent.policy.document import CONSOLE_COMMANDS, NETWORK_KINDS, CopyFileRules, Policy
 from guestagent.policy.rules._common import BadInput, allow, deny
-from guestagent.policy.rules._input import EMPTY, STR, U32, Schema, check_input, check_str
+from guestagent.policy.rules._input import (
+    BOOL,
+    EMPTY,
+    STR,
+    U32,
+    Schema,
+    check_input,
+    check_str,
+)
 from guestagent.policy.state import PolicyState
 
 __all__ = [
     "console_deciders",
     "decide_copy_file",
+    "decide_create_sandbox",
     "decide_dump_stacks",
     "decide_get_properties",
     "decide_network_change",
@@ -200,6 +209,35 @@ def resolve_link(dest: str, target: str) -> str | None:
     if ups > len(base):
         return None
     return "/" + "/".join(base[: len(base) - ups] + rest)
+
+
+_SANDBOX = Schema({"sandbox_id": STR, "hostname": STR, "shared_pid_namespace": BOOL})
+
+
+def decide_create_sandbox(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Decision:
+    """A Kata pod's sandbox: its id and hostname as the policy's `sandbox` says; a shared pid
+    namespace has no rule. It changes no engine state: each container is still ruled."""
+    point = "create_sandbox"
+    check_input(req, _SANDBOX)
+    rules = policy.sandbox
+    if rules is None:
+        return deny(point, "sandbox", "the policy names no sandbox (its `sandbox` section)")
+    sandbox_id, hostname = req["sandbox_id"], req["hostname"]
+    if rules.id is not None and not rules.id.matches(sandbox_id):
+        return deny(point, "sandbox_id", f"sandbox id {sandbox_id} is not allowed",
+                    asked=sandbox_id, allowed=rules.id.source)  # fmt: skip
+    if hostname and (rules.hostname is None or not rules.hostname.matches(hostname)):
+        return deny(
+            point,
+            "hostname",
+            f"sandbox hostname {hostname} is not allowed",
+            asked=hostname,
+            allowed=None if rules.hostname is None else rules.hostname.source,
+        )
+    if req["shared_pid_namespace"]:
+        return deny(point, "shared_pid_namespace", "a pod-wide pid namespace has no rule",
+                    asked=True, allowed=False)  # fmt: skip
+    return allow(point, f"sandbox {sandbox_id} is allowed", state)
 
 
 def _console(command: str) -> Callable[..., Decision]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from guestagent.containers import children
 from guestagent.containers.stats import agent_health
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
-from guestagent.protocol.schema import Field, optional_identifier
+from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
 from guestagent.storage.shared_files import SharedEntry, write_shared_file
 
@@ -94,6 +94,15 @@ async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     )
 
 
+def prepare_sandbox(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared(dict(args))
+
+
+def create_sandbox(agent: Agent, call: Call) -> dict[str, Any]:
+    """Ruled, logged, and nothing more: a pod's containers are each ruled when created."""
+    return dict(call.args)
+
+
 async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
     """A process in the guest, outside any container: only what the policy lists.
 
@@ -174,6 +183,18 @@ OPERATIONS = [
                 (int,), default=200, check=lambda n: None if 0 < n <= 1000 else "must be 1..1000"
             )
         },
+    ),
+    Operation(
+        "create_sandbox",
+        create_sandbox,
+        point="create_sandbox",
+        prepare=prepare_sandbox,
+        args={
+            "sandbox_id": identifier(),
+            "hostname": Field((str,), default="", max_len=64),
+            "shared_pid_namespace": Field((bool,), default=False),
+        },
+        summary="rule a Kata pod's sandbox (id, hostname); changes nothing in the guest",
     ),
     Operation(
         "copy_file",
