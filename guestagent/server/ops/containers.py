@@ -179,6 +179,13 @@ def _positive(value: float | None) -> str | None:
     return None if value is None or value > 0 else "must be positive"
 
 
+def container_key(args: dict[str, Any]) -> tuple[str, ...]:
+    """Requests about one container run one after another (see rpc/resources.py)."""
+    return (f"container:{args['container_id']}",)
+
+
+# Each decides and reserves under the mutation lock, then waits on the runtime without it.
+LIFECYCLE = {"mutating": True, "reserves": True, "keys": container_key}
 CID = {"container_id": identifier()}
 PROCESS_REF = {**CID, "exec_id": optional_identifier()}
 TIMEOUT = Field((int, float, type(None)), default=None, check=_positive)
@@ -190,18 +197,17 @@ OPERATIONS = [
         create_container,
         point="create_container",
         prepare=prepare_create,
-        mutating=True,
-        reserves=True,
+        **LIFECYCLE,
         args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
         summary="create a container from an OCI spec on its verified overlay",
     ),
-    Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
+    Operation("start_container", start_container, point="start_container", **LIFECYCLE, args=CID),
     Operation(
         "exec_process",
         exec_process,
         point="exec_in_container",
         prepare=prepare_exec,
-        mutating=True,
+        **LIFECYCLE,
         args={**PROCESS_REF, "process": Field((dict,)), "stdin": Field((bool,), default=False)},
     ),
     Operation(
@@ -209,7 +215,7 @@ OPERATIONS = [
         signal_process,
         point="signal_container_process",
         prepare=prepare_signal,
-        mutating=True,
+        **LIFECYCLE,
         args={
             **PROCESS_REF,
             "signal": Field(
@@ -218,7 +224,7 @@ OPERATIONS = [
         },
     ),
     Operation(
-        "delete_container", delete_container, point="shutdown_container", mutating=True, args=CID
+        "delete_container", delete_container, point="shutdown_container", **LIFECYCLE, args=CID
     ),
     Operation("wait_process", wait_process, **STATE, args={**PROCESS_REF, "timeout": TIMEOUT}),
     Operation(
