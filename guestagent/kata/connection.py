@@ -43,6 +43,7 @@ from guestagent.kata.ttrpc import (
     decode_request,
     encode_response,
 )
+from guestagent.rpc.pacing import ReadPacing
 from guestagent.rpc.requests import RequestTasks
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ __all__ = ["KataConnection"]
 log = logging.getLogger("guestagent.kata")
 
 
-class KataConnection(asyncio.Protocol):
+class KataConnection(ReadPacing, asyncio.Protocol):
     def __init__(self, context: KataContext, table: RpcTable, pool: ConnectionPool) -> None:
         self.context = context
         self.agent = context.agent
@@ -71,10 +72,7 @@ class KataConnection(asyncio.Protocol):
         self.handshaken = False  # a first valid request has come (ttrpc has no hello)
         self.opened_at = time.monotonic()
         self.requests = RequestTasks(self._request_done)
-        self._paused: set[str] = set()
-        self._reading_paused = False
-        self._reserved = 0  # share of the buffer budget held by the frame in progress
-        self._partial_since = 0.0  # when the frame in progress started arriving (0: none)
+        self._init_pacing()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,12 +103,7 @@ class KataConnection(asyncio.Protocol):
             elif event.type == MessageType.REQUEST:
                 self._request(event)
             # Other frame types (data, stray responses) are ignored, as containerd does.
-        if self.framer.pending:
-            self._partial_since = self._partial_since or time.monotonic()
-            expected = self.framer.expected
-            self._set_reservation(expected if expected > self.limits.small_frame else 0)
-        elif self._reserved:
-            self._set_reservation(0)
+        self._track_partial()
 
     def pause_writing(self) -> None:
         self._pause("writing")  # the host does not read its responses: read no more calls
@@ -197,53 +190,12 @@ class KataConnection(asyncio.Protocol):
             return
         self.transport.write(encode_response(stream_id, code, message, payload))
 
-    # -- when to read ------------------------------------------------------------------------
-    def _pause(self, why: str) -> None:
-        self._paused.add(why)
-        if not self._reading_paused and self.transport is not None:
-            self.transport.pause_reading()
-            self._reading_paused = True
-            self._partial_since = 0.0  # a frame we stopped reading is not the host's delay
-
-    def _resume(self, why: str) -> None:
-        self._paused.discard(why)
-        transport = self.transport
-        if self._paused or not self._reading_paused or transport is None:
-            return
-        if not transport.is_closing():
-            transport.resume_reading()
-        self._reading_paused = False
-        if self.framer.pending:
-            self._partial_since = time.monotonic()
-
-    def _set_reservation(self, size: int) -> None:
-        if size == self._reserved:
-            return
-        budget = self.pool.budget
-        if self._reserved:
-            held, self._reserved = self._reserved, 0
-            budget.release(self, held)
-        if size:
-            if budget.reserve(self, size):
-                self._reserved = size
-                self._resume("budget")
-            else:
-                self._pause("budget")
-
-    def budget_freed(self) -> None:
-        expected = self.framer.expected
-        if self.transport is not None and expected > self.limits.small_frame:
-            self._set_reservation(expected)
-
+    # -- deadlines ---------------------------------------------------------------------------
     def check_deadlines(self, now: float) -> None:
         """The pool's sweep: a first request, and each frame, must arrive in time."""
         if not self.handshaken and now - self.opened_at > self.limits.handshake_timeout:
             self._close_late(f"no request within {self.limits.handshake_timeout:g} s")
-        elif (
-            self._partial_since
-            and not self._reading_paused
-            and now - self._partial_since > self.limits.frame_timeout
-        ):
+        elif self._frame_overdue(now):
             self._close_late(f"a frame did not arrive within {self.limits.frame_timeout:g} s")
 
     # -- closing -----------------------------------------------------------------------------

@@ -375,6 +375,7 @@ class Agent:
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,
             "runtime": self.containers.runtime.name if self.containers else None,
+            "busy": self.dispatcher.resources.busy(),
         }
 
     def storage_view(self) -> list[dict[str, Any]]:

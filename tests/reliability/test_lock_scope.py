@@ -180,7 +180,8 @@ def test_a_duplicate_create_waits_and_is_refused(agent_for: Any, world: Reliabil
         runtime.wait_entered()
         send(second, 2000, "create_container", {"container_id": "c1", "spec": spec()})
         assert pending(second)  # waits for the create of the same id
-        assert second.status()["containers"] == 0  # reads do not wait
+        status = second.status()  # reads do not wait
+        assert status["containers"] == 0 and status["busy"] == ["container:c1"]
         runtime.release()
         assert first.receive(1000)["ok"] is True
         refused = second.receive(2000)
