@@ -206,6 +206,9 @@ class Agent:
         await self._reconcile()
         self._open_snp()
         if policy_bytes is not None:
+            signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
+            if signer is not None:
+                signer.start_ahead()  # it loads while the policy engine does
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
@@ -262,6 +265,7 @@ class Agent:
             tsm_root=self.config.tsm_root,
             sim_state=self.config.sim_state,
             sim_config=self.config.sim_config,
+            sim_sign_in_child=True,  # the simulator's OpenSSL stays out of the agent
         )
         self.snp_error = ""
         self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory
