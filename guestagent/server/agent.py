@@ -188,6 +188,15 @@ class Agent:
         self.tainted = self.tainted or why
         log.error("tainted: refusing all further changes", extra={"why": why})
 
+    def attestation_hub(self) -> AttestationHub | None:
+        """The containers' attestation sockets (<state>/attestation/<id>), made with the first
+        one a policy grants; None without an SNP backend or in insecure mode."""
+        if self.attestation is None and self.snp is not None and not self.config.insecure_allow_all:
+            from guestagent.attestation.hub import AttestationHub
+
+            self.attestation = AttestationHub(self.snp, self.state_dir)
+        return self.attestation
+
     def require_containers(self) -> ContainerManager:
         if self.containers is None:
             raise AgentError("this agent does not run containers", code=ErrorCode.RUNTIME)
@@ -213,10 +222,6 @@ class Agent:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None and not self.config.insecure_allow_all:
-            from guestagent.attestation.hub import AttestationHub
-
-            self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
         if self.config.console:
@@ -245,7 +250,8 @@ class Agent:
 
     async def _reconcile(self) -> None:
         cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
-        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        # Inline: nothing is served yet, and a worker thread now would stay for the agent's life.
+        self.reconciled = reconcile(self.state_dir, cgroup_parent)
         if self.reconciled.failures:
             raise AgentError(
                 "refusing to serve: an earlier run left state that could not be removed: "

@@ -14,7 +14,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import InvalidArgumentError
 from guestagent.snp.backend import (
@@ -23,12 +23,14 @@ from guestagent.snp.backend import (
     check_report_data,
     check_vmpl,
 )
-from guestagent.snp.cert_table import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, CertTable
 from guestagent.snp.errors import SnpFirmwareError
 from guestagent.snp.fields import GuestPolicy, Product, SignerInfo, SigningKey, TcbVersion
 from guestagent.snp.report import SUPPORTED_VERSIONS, AttestationReport
 from guestagent.snp.simsign import ChildSigner, sign_p384
 from guestagent.snp.simstate import SimState
+
+if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
+    from guestagent.snp.cert_table import CertTable
 
 __all__ = ["DEFAULT_TCB", "SimBackend", "SimConfig"]
 
@@ -181,6 +183,8 @@ class SimBackend:
     def get_certificates(self) -> CertTable:
         """The table a host would attach: VCEK (or VLEK), ASK (or ASVK), ARK, all DER."""
         from cryptography.hazmat.primitives.serialization import Encoding  # not to sign
+
+        from guestagent.snp.cert_table import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, CertTable
 
         kind = self.config.signing_key
         leaf = self.state.endorsement_cert(kind, self.tcb)
