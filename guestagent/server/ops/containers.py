@@ -15,8 +15,10 @@ from guestagent.containers.process import OutputStream, StdioOptions
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 if TYPE_CHECKING:
+    from guestagent.containers.pod_namespaces import JoinedNamespaces
     from guestagent.server.agent import Agent
 
 __all__ = ["OPERATIONS"]
@@ -35,19 +37,34 @@ def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
     from guestagent.containers.spec import read_create
 
     rootfs = agent.storage.rootfs_target(args["container_id"])
-    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs)
+    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs, args["joins"])
     return Prepared(facts, seccomp)
 
 
 async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.containers.pod_namespaces import open_joined
+
+    joined = open_joined(agent.require_containers(), call.facts["joins"])
+    try:
+        return await _create(agent, call, joined)
+    finally:
+        joined.close()
+
+
+async def _create(agent: Agent, call: Call, joined: JoinedNamespaces) -> dict[str, Any]:
     from guestagent.attestation.hub import attestation_entry
     from guestagent.containers.bundle import build_bundle_config
 
     manager = agent.require_containers()
     cid = call.args["container_id"]
     assert call.decision is not None
+    joined.check_hostname(call.facts)
     config = build_bundle_config(
-        call.facts, call.decision.data, cgroups_path=manager.cgroups_path(cid), seccomp=call.context
+        call.facts,
+        call.decision.data,
+        cgroups_path=manager.cgroups_path(cid),
+        seccomp=call.context,
+        joined=joined.paths,
     )
     entry = attestation_entry(call.decision.data)
     if entry is not None:
@@ -61,6 +78,11 @@ async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
         config["mounts"].append(await hub.open(cid, entry))
     try:
         state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+        try:
+            joined.verify(state["pid"])
+        except BaseException:
+            await manager.delete(cid)
+            raise
     except BaseException:
         if agent.attestation is not None:
             await agent.attestation.close(cid)
@@ -183,6 +205,15 @@ def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
     return {"containers": agent.require_containers().list()}
 
 
+def _joins_check(value: dict[str, Any] | None) -> str | None:
+    for ns, owner in (value or {}).items():
+        if ns not in SHARED_NAMESPACES:
+            return f"key {ns!r}: only {', '.join(SHARED_NAMESPACES)} namespaces are joined"
+        if not isinstance(owner, str) or identifier().check(owner):
+            return f"{ns}: must be the id of a container of this agent"
+    return None
+
+
 def _positive(value: float | None) -> str | None:
     return None if value is None or value > 0 else "must be positive"
 
@@ -200,8 +231,14 @@ OPERATIONS = [
         prepare=prepare_create,
         mutating=True,
         reserves=True,
-        args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
-        summary="create a container from an OCI spec on its verified overlay",
+        args={
+            **CID,
+            "spec": Field((dict,)),
+            "stdin": Field((bool,), default=False),
+            "joins": Field((dict, type(None)), default=None, check=_joins_check),
+        },
+        summary="create a container from an OCI spec on its verified overlay, joining the "
+        "namespaces of the pod's containers the policy names",
     ),
     Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
     Operation(
