@@ -214,7 +214,8 @@ def supervise(
     except OSError as exc:
         power_off(f"cannot start the agent {argv[0]!r}: {exc}")
         return replace(state, phase=Phase.DONE)
-    log(f"agent started: pid {pid}: {' '.join(argv)}")
+    how = "in a fork of init" if in_process_command(argv) is not None else "spawned"
+    log(f"agent started: pid {pid}: {' '.join(argv)} ({how})")
     state, _ = step(state, AgentStarted(pid))
     while state.phase is not Phase.DONE:
         timeout = stop_grace if state.phase is Phase.STOPPING else 3600.0

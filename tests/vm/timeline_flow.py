@@ -43,6 +43,7 @@ class FlowResult:
     first_output: float | None  # seconds from QEMU start to the first output byte
     stages: list[Stage]  # host stages only, unless the image stamps its own (timeline=True)
     runtime: str | None  # the OCI runtime the agent chose (None: an agent that does not say)
+    forked: bool = False  # init ran the agent in a fork of itself (no second interpreter)
 
 
 def make_layer(work: Path) -> TimelineLayer:
@@ -69,7 +70,9 @@ def run_flow(
     `to_output`: False stops after the handshake (an agent that cannot read today's policy)."""
     guest = start_guest(cmdline=serve_cmdline(layer), disks=[Disk(layer.path, serial="layer0")])
     try:
-        return _drive(guest, layer, timeline, to_output)
+        result = _drive(guest, layer, timeline, to_output)
+        result.forked = "(in a fork of init)" in guest.console()
+        return result
     except BaseException:
         print(guest.console()[-6000:])
         raise
