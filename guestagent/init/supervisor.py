@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import signal
 import sys
 import traceback
@@ -169,11 +170,11 @@ def _fork_command(command: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has
         os.environ.pop("WATCHDOG_PID", None)
         timeline.STARTED = timeline.now()  # the agent's own start, for its timeline stamps
-        from guestagent.cli import main
-
-        code = main(command)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        sys.argv = ["guestagent", *command]
+        runpy.run_module("guestagent", run_name="__main__")  # what `-m guestagent` runs
+        code = 0
+    except SystemExit as exc:  # as the interpreter maps it to an exit status
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         traceback.print_exc()
     finally:
