@@ -23,9 +23,11 @@ from guestagent.policy.runtime_fields import (
     RuntimeRules,
     parse_runtime_rules,
 )
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 __all__ = [
     "CAPABILITY_SETS",
+    "SHARED_NAMESPACES",
     "CapabilitySets",
     "Container",
     "EnvMatcher",
@@ -173,6 +175,8 @@ class Container:
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     runtime: RuntimeRules = DEFAULT_RUNTIME_RULES
+    # namespace type -> name of the policy container whose namespace this one joins
+    joins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
     # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
     mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(  # type: ignore[assignment]
@@ -211,6 +215,7 @@ _CONTAINER_FIELDS = frozenset(
         "host_network",
         "devices",
         "sysctls",
+        "joins",
         *RUNTIME_FIELDS,
     }
 )
@@ -314,6 +319,13 @@ def _sysctls(value: Any, path: str) -> Mapping[str, str]:
     )
 
 
+def _joins(value: Any, path: str) -> Mapping[str, str]:
+    obj = Obj(value, path, set(SHARED_NAMESPACES))
+    return MappingProxyType(
+        {ns: obj.str(ns, allow_empty=False) for ns in SHARED_NAMESPACES if obj.has(ns)}
+    )
+
+
 def parse_container(value: Any, path: str) -> Container:
     obj = Obj(value, path, _CONTAINER_FIELDS)
     seccomp = obj.str("seccomp_profile_sha256", "").lower()
@@ -345,5 +357,6 @@ def parse_container(value: Any, path: str) -> Container:
         devices=frozenset(obj.str_list("devices", [])),
         sysctls=_sysctls(obj.raw("sysctls", {}), obj.at("sysctls")),
         runtime=parse_runtime_rules(obj),
+        joins=_joins(obj.raw("joins", {}), obj.at("joins")),
         **flags,
     )

@@ -228,6 +228,31 @@ def _build_indexes(containers: tuple[Container, ...]) -> tuple[frozenset[str], d
     return hashes, {k: tuple(v) for k, v in by_layers.items()}
 
 
+def _check_joins(containers: tuple[Container, ...]) -> None:
+    """Each join names another container of the policy that owns that namespace itself, and
+    a network join never hands the guest's network namespace to a container not allowed it."""
+    by_name = {c.name: c for c in containers}
+    for i, container in enumerate(containers):
+        for ns, owner_name in container.joins.items():
+            path = f"$.containers[{i}].joins.{ns}"
+            owner = by_name.get(owner_name)
+            if owner is None or owner is container:
+                raise PolicyFormatError(
+                    path, f"names no other container of the policy: {owner_name!r}"
+                )
+            if ns in owner.joins:
+                raise PolicyFormatError(
+                    path,
+                    f"container {owner_name!r} joins its {ns} namespace itself: name the owner",
+                )
+            if ns == "network" and owner.host_network and not container.host_network:
+                raise PolicyFormatError(
+                    path,
+                    f"container {owner_name!r} has host_network: joining its network namespace "
+                    "needs host_network here too",
+                )
+
+
 def policy_from_json(value: Any) -> Policy:
     """Build a Policy from decoded JSON (a dict)."""
     obj = Obj(value, "$", _TOP_FIELDS)
@@ -241,6 +266,7 @@ def policy_from_json(value: Any) -> Policy:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise PolicyFormatError(f"$.containers[{i}].name", f"duplicate name {name!r}")
+    _check_joins(containers)
     verity = obj.str("verity_corruption", "error")
     if verity not in VERITY_MODES:
         raise PolicyFormatError(obj.at("verity_corruption"), f"must be one of {VERITY_MODES}")

@@ -62,7 +62,8 @@ def script(world: World) -> list[dict]:
     return [
         step("check", "Check", health_pb2.CheckRequest(), service=HEALTH, timeout_ms=30000),
         step("policy", "SetPolicy", a.SetPolicyRequest(policy=world.policy.decode())),
-        step("sandbox", "CreateSandbox", a.CreateSandboxRequest(hostname="pod", sandbox_id="p")),
+        step("sandbox", "CreateSandbox", a.CreateSandboxRequest(hostname="pod",
+             sandbox_id=pod.SANDBOX_ID)),
         step("details", "GetGuestDetails", a.GuestDetailsRequest(mem_block_size=True)),
         step("copy-bad", "CopyFile", pod.copy_hostname("bad")),
         step("copy-pause", "CopyFile", pod.copy_hostname(pod.SANDBOX_ID)),
@@ -86,6 +87,15 @@ def script(world: World) -> list[dict]:
         step("exec-wait", "WaitProcess", a.WaitProcessRequest(container_id="app", exec_id="e1")),
         step("exec-bad", "ExecProcess", a.ExecProcessRequest(
             container_id="app", exec_id="e2", process=pod.process(["/bin/sh"]))),
+        # The pod: app joined the pause container's IPC and UTS namespaces.
+        step("ns-pause", "ExecProcess", a.ExecProcessRequest(
+            container_id=pod.SANDBOX_ID, exec_id="n1", process=pod.process(pod.NS_REPORT))),
+        step("ns-pause-out", "ReadStdout", a.ReadStreamRequest(container_id=pod.SANDBOX_ID,
+             exec_id="n1"), drain=True),
+        step("ns-app", "ExecProcess", a.ExecProcessRequest(
+            container_id="app", exec_id="n2", process=pod.process(pod.NS_REPORT))),
+        step("ns-app-out", "ReadStdout", a.ReadStreamRequest(container_id="app", exec_id="n2"),
+             drain=True),
         step("stdin", "WriteStdin", a.WriteStreamRequest(container_id="app", exec_id="app",
              data=b"go\n")),
         step("close", "CloseStdin", a.CloseStdinRequest(container_id="app", exec_id="app")),
@@ -139,6 +149,10 @@ def test_go_ttrpc_client_drives_the_pod(
         assert "policy.denied" in results[denied]["message"]
     assert "(rule create_container." in results["bad"]["message"]
     assert results["iptables"]["code"] == Code.UNIMPLEMENTED
+    shared = output(results["ns-pause-out"]).split()
+    assert shared == output(results["ns-app-out"]).split()
+    assert shared[0].startswith(b"ipc:[") and shared[2] == b"pod"
+    assert shared[0] != os.readlink("/proc/self/ns/ipc").encode()
     assert output(results["exec-out"]) == b"this file was read through dm-verity-checked data\n"
     assert decode(results["exec-wait"], agent_pb2.WaitProcessResponse).status == 0
     assert output(results["stdout"]) == b"hello from the pod\n"

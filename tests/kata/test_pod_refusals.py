@@ -30,8 +30,8 @@ def drive(agent: KataAgent, world: World, body: Callable[[Any], Awaitable[None]]
                 return await client.call(AGENT, method, request, response, timeout=timeout)
 
             await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=world.policy.decode()))
-            await rpc("CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id="p"))
-            for cid in ("app", "hog"):
+            await rpc("CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id=pod.SANDBOX_ID))
+            for cid in (pod.SANDBOX_ID, "app", "hog"):
                 await rpc("CopyFile", pod.copy_hostname(cid))
             await asyncio.wait_for(body(rpc), 240)
 
@@ -82,9 +82,17 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
                 ),
             )
         assert "kernel_modules" in refused.value.message
-        # Nothing was left behind by the refused requests: the container still creates.
+        # Nothing was left behind by the refused requests: the pod still creates.
+        await rpc("CreateContainer", pod.create_request(pod.SANDBOX_ID, pod.PAUSE, source))
         await rpc("CreateContainer", pod.create_request("app", pod.APP, source))
-        await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id="app"))
+        # A pod member whose policy entry names no join: Kata asks to join the pause
+        # container's IPC and UTS namespaces, and the policy refuses it, naming the field.
+        with pytest.raises(KataRpcError) as refused:
+            await rpc("CreateContainer", pod.create_request("hog", pod.HOG, source))
+        assert refused.value.code == Code.PERMISSION_DENIED
+        assert "joins.ipc: the policy names no ipc namespace" in refused.value.message
+        for cid in ("app", pod.SANDBOX_ID):
+            await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id=cid))
 
     drive(pod_agent, world, body)
 

@@ -187,6 +187,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "privileged": False,
         "privileged_reasons": [],
         "host_namespaces": [],
+        "joins": {},
         "unsupported_fields": [],
         "umask": None,
         **RUNTIME_FACTS,

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from guestagent.attestation.hub import attestation_entry
 from guestagent.containers.bundle import build_bundle_config
 from guestagent.containers.exec_spec import build_exec_process, exec_input
+from guestagent.containers.pod_namespaces import JoinedNamespaces, open_joined
 from guestagent.containers.process import OutputStream, StdioOptions
 from guestagent.containers.spec import read_create
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -35,16 +37,29 @@ def _stdio(decision_data: Any, stdin: bool) -> StdioOptions:
 
 def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
     rootfs = agent.storage.rootfs_target(args["container_id"])
-    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs)
+    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs, args["joins"])
     return Prepared(facts, seccomp)
 
 
 async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
+    joined = open_joined(agent.require_containers(), call.facts["joins"])
+    try:
+        return await _create(agent, call, joined)
+    finally:
+        joined.close()
+
+
+async def _create(agent: Agent, call: Call, joined: JoinedNamespaces) -> dict[str, Any]:
     manager = agent.require_containers()
     cid = call.args["container_id"]
     assert call.decision is not None
+    joined.check_hostname(call.facts)
     config = build_bundle_config(
-        call.facts, call.decision.data, cgroups_path=manager.cgroups_path(cid), seccomp=call.context
+        call.facts,
+        call.decision.data,
+        cgroups_path=manager.cgroups_path(cid),
+        seccomp=call.context,
+        joined=joined.paths,
     )
     entry = attestation_entry(call.decision.data)
     if entry is not None:
@@ -57,6 +72,11 @@ async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
         config["mounts"].append(await agent.attestation.open(cid, entry))
     try:
         state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+        try:
+            joined.verify(state["pid"])
+        except BaseException:
+            await manager.delete(cid)
+            raise
     except BaseException:
         if agent.attestation is not None:
             await agent.attestation.close(cid)
@@ -175,6 +195,15 @@ def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
     return {"containers": agent.require_containers().list()}
 
 
+def _joins_check(value: dict[str, Any] | None) -> str | None:
+    for ns, owner in (value or {}).items():
+        if ns not in SHARED_NAMESPACES:
+            return f"key {ns!r}: only {', '.join(SHARED_NAMESPACES)} namespaces are joined"
+        if not isinstance(owner, str) or identifier().check(owner):
+            return f"{ns}: must be the id of a container of this agent"
+    return None
+
+
 def _positive(value: float | None) -> str | None:
     return None if value is None or value > 0 else "must be positive"
 
@@ -192,8 +221,14 @@ OPERATIONS = [
         prepare=prepare_create,
         mutating=True,
         reserves=True,
-        args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
-        summary="create a container from an OCI spec on its verified overlay",
+        args={
+            **CID,
+            "spec": Field((dict,)),
+            "stdin": Field((bool,), default=False),
+            "joins": Field((dict, type(None)), default=None, check=_joins_check),
+        },
+        summary="create a container from an OCI spec on its verified overlay, joining the "
+        "namespaces of the pod's containers the policy names",
     ),
     Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
     Operation(
