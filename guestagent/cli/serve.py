@@ -14,6 +14,7 @@ from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.rpc.host import DEFAULT_LIMITS
 from guestagent.server.agent import Agent, AgentConfig
+from guestagent.server.limits import TRANSPORTS, parse_caps
 from guestagent.server.logs import configure_logging
 from guestagent.transport.uri import parse_uri
 
@@ -53,10 +54,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-connections",
-        type=int,
-        default=DEFAULT_LIMITS.max_connections,
-        metavar="N",
-        help="open connections per listener (new ones evict those that never said hello)",
+        action="append",
+        default=[],
+        metavar="[TRANSPORT=]N",
+        help="open connections per listener (new ones evict those that never said hello); "
+        f"N for every listener (default {DEFAULT_LIMITS.max_connections}), TRANSPORT=N for "
+        f"those of one transport ({', '.join(TRANSPORTS)}); repeatable",
     )
     parser.add_argument(
         "--handshake-timeout",
@@ -163,12 +166,16 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         )
     if args.max_frame < 1024:
         raise AgentError(f"--max-frame must be at least 1024 bytes, got {args.max_frame}")
+    max_connections, connection_caps = parse_caps(
+        args.max_connections, DEFAULT_LIMITS.max_connections
+    )
     sim_config = _sim_config(args)
     return AgentConfig(
         listen=listen,
         max_frame=args.max_frame,
         max_in_flight=max(1, args.max_in_flight),
-        max_connections=max(1, args.max_connections),
+        max_connections=max_connections,
+        connection_caps=connection_caps,
         handshake_timeout=max(0.1, args.handshake_timeout),
         frame_timeout=max(0.1, args.frame_timeout),
         buffer_budget=max(0, args.buffer_budget),

@@ -208,6 +208,21 @@ def _positive(value: float | None) -> str | None:
     return None if value is None or value > 0 else "must be positive"
 
 
+def container_key(args: dict[str, Any]) -> tuple[str, ...]:
+    """Requests about one container run one after another (see rpc/resources.py)."""
+    return (f"container:{args['container_id']}",)
+
+
+def _create_keys(args: dict[str, Any]) -> tuple[str, ...]:
+    """The container, and those whose namespaces it joins: none of them may change (be
+    deleted, signalled, narrowed) between the decision and the runtime's create."""
+    joined = (f"container:{owner}" for owner in (args["joins"] or {}).values())
+    return (*container_key(args), *joined)
+
+
+# Each decides and reserves under the mutation lock, then waits on the runtime without it.
+LIFECYCLE = {"mutating": True, "reserves": True, "keys": container_key}
+CREATE = {**LIFECYCLE, "keys": _create_keys}
 CID = {"container_id": identifier()}
 PROCESS_REF = {**CID, "exec_id": optional_identifier()}
 TIMEOUT = Field((int, float, type(None)), default=None, check=_positive)
@@ -219,8 +234,7 @@ OPERATIONS = [
         create_container,
         point="create_container",
         prepare=prepare_create,
-        mutating=True,
-        reserves=True,
+        **CREATE,
         args={
             **CID,
             "spec": Field((dict,)),
@@ -230,13 +244,13 @@ OPERATIONS = [
         summary="create a container from an OCI spec on its verified overlay, joining the "
         "namespaces of the pod's containers the policy names",
     ),
-    Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
+    Operation("start_container", start_container, point="start_container", **LIFECYCLE, args=CID),
     Operation(
         "exec_process",
         exec_process,
         point="exec_in_container",
         prepare=prepare_exec,
-        mutating=True,
+        **LIFECYCLE,
         args={**PROCESS_REF, "process": Field((dict,)), "stdin": Field((bool,), default=False)},
     ),
     Operation(
@@ -244,7 +258,7 @@ OPERATIONS = [
         signal_process,
         point="signal_container_process",
         prepare=prepare_signal,
-        mutating=True,
+        **LIFECYCLE,
         args={
             **PROCESS_REF,
             "signal": Field(
@@ -253,7 +267,7 @@ OPERATIONS = [
         },
     ),
     Operation(
-        "delete_container", delete_container, point="shutdown_container", mutating=True, args=CID
+        "delete_container", delete_container, point="shutdown_container", **LIFECYCLE, args=CID
     ),
     Operation("wait_process", wait_process, **STATE, args={**PROCESS_REF, "timeout": TIMEOUT}),
     Operation(
