@@ -132,7 +132,8 @@ def platform_measurement(
             f"({interface}); the host's fw_cfg is no measurement"
         )
     try:
-        text = path.read_bytes()[:4096].decode("ascii")
+        with open(path, "rb") as handle:  # host-written: read no more than a digest could be
+            text = handle.read(4 * MEASUREMENT_SIZE).decode("ascii")
     except FileNotFoundError:
         raise InvalidArgumentError(
             f"no launch measurement at {path}: launch QEMU with -fw_cfg name={FW_CFG_NAME},"

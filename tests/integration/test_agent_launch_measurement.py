@@ -124,6 +124,9 @@ def test_platform_measurement_reads_the_fw_cfg_file(tmp_path: Path) -> None:
     handed.write_text(digest.hex()[:-2])
     with pytest.raises(InvalidArgumentError, match="need 48 bytes, got 47"):
         platform_measurement(handed, snp_device=absent, tsm_root=absent)
+    handed.write_text(digest.hex() * 1000)  # a large file is refused, not read whole
+    with pytest.raises(InvalidArgumentError, match="need 48 bytes, got 96"):
+        platform_measurement(handed, snp_device=absent, tsm_root=absent)
     with pytest.raises(InvalidArgumentError, match="launch QEMU with -fw_cfg name=opt/guestagent"):
         platform_measurement(tmp_path / "missing", snp_device=absent, tsm_root=absent)
 
