@@ -187,6 +187,15 @@ class Agent:
         self.tainted = self.tainted or why
         log.error("tainted: refusing all further changes", extra={"why": why})
 
+    def attestation_hub(self) -> AttestationHub | None:
+        """The containers' attestation sockets (<state>/attestation/<id>), made with the first
+        one a policy grants; None without an SNP backend or in insecure mode."""
+        if self.attestation is None and self.snp is not None and not self.config.insecure_allow_all:
+            from guestagent.attestation.hub import AttestationHub
+
+            self.attestation = AttestationHub(self.snp, self.state_dir)
+        return self.attestation
+
     def require_containers(self) -> ContainerManager:
         if self.containers is None:
             raise AgentError("this agent does not run containers", code=ErrorCode.RUNTIME)
@@ -205,14 +214,13 @@ class Agent:
         await self._reconcile()
         self._open_snp()
         if policy_bytes is not None:
+            signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
+            if signer is not None:
+                signer.start_ahead()  # it loads while the policy engine does
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None and not self.config.insecure_allow_all:
-            from guestagent.attestation.hub import AttestationHub
-
-            self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
         if self.config.console:
@@ -249,7 +257,8 @@ class Agent:
 
     async def _reconcile(self) -> None:
         cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
-        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        # Inline: nothing is served yet, and a worker thread now would stay for the agent's life.
+        self.reconciled = reconcile(self.state_dir, cgroup_parent)
         if self.reconciled.failures:
             raise AgentError(
                 "refusing to serve: an earlier run left state that could not be removed: "
@@ -269,6 +278,7 @@ class Agent:
             tsm_root=self.config.tsm_root,
             sim_state=self.config.sim_state,
             sim_config=self.config.sim_config,
+            sim_sign_in_child=True,  # the simulator's OpenSSL stays out of the agent
         )
         self.snp_error = ""
         self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory

@@ -11,18 +11,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from guestagent.attestation.hub import attestation_entry
-from guestagent.containers.bundle import build_bundle_config
-from guestagent.containers.exec_spec import build_exec_process, exec_input
-from guestagent.containers.pod_namespaces import JoinedNamespaces, open_joined
 from guestagent.containers.process import OutputStream, StdioOptions
-from guestagent.containers.spec import read_create
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
 from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 if TYPE_CHECKING:
+    from guestagent.containers.pod_namespaces import JoinedNamespaces
     from guestagent.server.agent import Agent
 
 __all__ = ["OPERATIONS"]
@@ -35,13 +31,19 @@ def _stdio(decision_data: Any, stdin: bool) -> StdioOptions:
     return StdioOptions(stdin=stdin and allowed, stdout=allowed, stderr=allowed)
 
 
+# The spec reader, the bundle writer and the exec builders load with the first request that
+# needs them: the agent answers the handshake without them.
 def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
+    from guestagent.containers.spec import read_create
+
     rootfs = agent.storage.rootfs_target(args["container_id"])
     facts, seccomp = read_create(args["container_id"], args["spec"], rootfs, args["joins"])
     return Prepared(facts, seccomp)
 
 
 async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.containers.pod_namespaces import open_joined
+
     joined = open_joined(agent.require_containers(), call.facts["joins"])
     try:
         return await _create(agent, call, joined)
@@ -50,6 +52,9 @@ async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
 
 
 async def _create(agent: Agent, call: Call, joined: JoinedNamespaces) -> dict[str, Any]:
+    from guestagent.attestation.hub import attestation_entry
+    from guestagent.containers.bundle import build_bundle_config
+
     manager = agent.require_containers()
     cid = call.args["container_id"]
     assert call.decision is not None
@@ -63,13 +68,14 @@ async def _create(agent: Agent, call: Call, joined: JoinedNamespaces) -> dict[st
     )
     entry = attestation_entry(call.decision.data)
     if entry is not None:
-        if agent.attestation is None:
+        hub = agent.attestation_hub()
+        if hub is None:
             raise AgentError(
                 "the policy grants this container the attestation socket, but there is no "
                 "SEV-SNP backend",
                 code=ErrorCode.SNP_UNAVAILABLE,
             )
-        config["mounts"].append(await agent.attestation.open(cid, entry))
+        config["mounts"].append(await hub.open(cid, entry))
     try:
         state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
         try:
@@ -89,10 +95,14 @@ async def start_container(agent: Agent, call: Call) -> dict[str, Any]:
 
 
 def prepare_exec(agent: Agent, args: dict[str, Any]) -> Prepared:
+    from guestagent.containers.exec_spec import exec_input
+
     return Prepared(exec_input(args["container_id"], args["process"]))
 
 
 async def exec_process(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.containers.exec_spec import build_exec_process
+
     assert call.decision is not None
     process = build_exec_process(call.args["process"], call.decision.data)
     exec_id = await agent.require_containers().exec(
