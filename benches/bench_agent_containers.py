@@ -18,6 +18,7 @@ the unified mount, so both runtimes see a plain cgroup v1 host. The guest is pur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -154,6 +155,18 @@ def measure_rounds(rounds: int) -> dict[str, list[float]]:
         for agent in agents.values():
             agent.close()
         shutil.rmtree(work, ignore_errors=True)
+        remove_cgroups(f"ga-bench-{os.getpid()}")
+
+
+def remove_cgroups(prefix: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+    """rmdir every cgroup named `prefix`* (the baselines' `/ga-bench-<pid>` and each agent's
+    `--cgroup-parent`), deepest first, in every hierarchy: the runtimes remove a container's
+    own cgroup, never the parents its cgroupsPath named. Only empty ones go (rmdir)."""
+    for top in root.glob(f"*/{prefix}*"):
+        nested = [path for path in top.rglob("*") if path.is_dir()]
+        for path in [*sorted(nested, key=lambda path: len(path.parts), reverse=True), top]:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def hybrid_with_unified_controllers() -> bool:

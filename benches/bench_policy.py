@@ -128,6 +128,7 @@ def create_request(index: int) -> dict[str, Any]:
         "privileged": False,
         "privileged_reasons": [],
         "host_namespaces": [],
+        "joins": {},
         "unsupported_fields": [],
         "umask": None,
         "hostname": "",

@@ -28,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_agent_containers
 import bench_agent_process
 import bench_kata
+import bench_lock_scope
 import bench_points
 import bench_protocol
 import bench_server_path
 import bench_verity
+from _agent import REPO
 from _report import Row, machine, markdown_table
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -47,6 +49,7 @@ def sections(options: argparse.Namespace) -> list[tuple[str, Callable[[], list[R
         ("containers", lambda: bench_agent_containers.rows(5 if quick else 20)),
         ("agent process", lambda: bench_agent_process.rows(2 if quick else 5)),
         ("kata protocol", lambda: bench_kata.rows(5 if quick else 20)),
+        ("lock scope", lambda: bench_lock_scope.rows(REPO, 3 if quick else 5, 10.0)),
     ]
 
 

@@ -13,9 +13,12 @@ __all__ = [
     "DEFAULT_UMASK",
     "OOM_SCORE_ADJ_RANGE",
     "RLIMIT_TYPES",
+    "SHARED_NAMESPACES",
 ]
 
 DEFAULT_UMASK = 0o022
+# The namespaces one container of a pod may join of another (the policy's `joins`).
+SHARED_NAMESPACES = ("ipc", "uts", "network")
 OOM_SCORE_ADJ_RANGE = (-1000, 1000)
 # A container may make itself likelier to be OOM-killed, never less likely than the agent's.
 DEFAULT_OOM_RANGE = (0, 1000)

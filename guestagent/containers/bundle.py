@@ -48,12 +48,15 @@ def build_bundle_config(
     cgroups_path: str,
     seccomp: Mapping[str, Any] | None = None,
     netns_path: str | None = None,
+    joined: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The config.json the agent writes for an allowed `create_container`.
 
     `decision_data` may narrow env and capabilities (absent: the request's, which the
     decision saw and allowed); `seccomp` must be the profile whose digest the facts carry;
-    `netns_path` joins a network namespace the agent made (a pod's).
+    `netns_path` joins a network namespace the agent made (a pod's); `joined` (type -> path)
+    other containers' namespaces the agent opened (pod_namespaces.py) for the policy's joins.
+    A container in another's UTS namespace gets no hostname of its own (the owner's holds).
     """
     rootfs = read_str(facts["rootfs"], "rootfs", absolute=True)
     read_str(cgroups_path, "cgroupsPath", absolute=True)
@@ -62,8 +65,14 @@ def build_bundle_config(
             "the seccomp profile is not the one the policy decided on",
             details={"path": "linux.seccomp"},
         )
+    joined = joined or {}
+    if set(joined) != set(facts["joins"]):
+        raise InvalidArgumentError(
+            "the joined namespaces are not the ones the policy decided on",
+            details={"path": "joins"},
+        )
     linux: dict[str, Any] = {
-        "namespaces": default_namespaces(netns_path, set(facts["namespaces"])),
+        "namespaces": default_namespaces(netns_path, set(facts["namespaces"]), joined),
         "cgroupsPath": cgroups_path,
         "resources": _resources(facts),
         "maskedPaths": _union(DEFAULT_MASKED_PATHS, facts["masked_paths"]),
@@ -75,7 +84,7 @@ def build_bundle_config(
         linux["sysctl"] = dict(facts["sysctl"])
     if seccomp:
         linux["seccomp"] = dict(seccomp)
-    return {
+    config = {
         "ociVersion": OCI_VERSION,
         "process": _process(facts, decision_data),
         "root": {"path": rootfs, "readonly": facts["readonly_rootfs"]},
@@ -83,6 +92,9 @@ def build_bundle_config(
         "mounts": _merge_mounts(default_mounts(), facts["mounts"]),
         "linux": linux,
     }
+    if "uts" in joined:
+        del config["hostname"]
+    return config
 
 
 def _process(facts: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,10 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ class ContainerManager:
     ) -> str:
         """Start `process` (an OCI process object) in a running container; returns its id."""
         container = self.get(container_id)
-        exec_id = check_id(exec_id or uuid.uuid4().hex[:16], "exec id")
+        exec_id = check_id(exec_id or secrets.token_hex(8), "exec id")
         args = process.get("args")
         if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
             raise InvalidArgumentError("process.args must be a non-empty list of strings")

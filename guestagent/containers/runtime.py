@@ -13,9 +13,9 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +132,7 @@ class OciRuntime:
         timeout: float | None = None,
     ) -> RuntimeResult:
         """Run the runtime with `args`; raise on non-zero exit. `stdio` passes fds through."""
-        log_path = self.log_dir / f"{uuid.uuid4().hex}.json"
+        log_path = self.log_dir / f"{secrets.token_hex(16)}.json"
         argv = [
             self.binary,
             "--root",

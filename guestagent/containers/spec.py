@@ -43,6 +43,7 @@ from guestagent.containers._specfields import (
 )
 from guestagent.containers.devices import guest_devices
 from guestagent.errors import InvalidArgumentError
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 __all__ = [
     "EXEC_UNSUPPORTED",
@@ -221,14 +222,38 @@ def privileged_reasons(parsed: ParsedSpec) -> list[str]:
     return reasons
 
 
+def _read_joins(joins: Mapping[str, Any], parsed: ParsedSpec) -> dict[str, str]:
+    """namespace type -> container id: each a shared type the spec has a namespace of."""
+    listed = {ns["type"] for ns in parsed.namespaces}
+    for ns, owner in joins.items():
+        if ns not in SHARED_NAMESPACES:
+            raise InvalidArgumentError(
+                f"joins.{ns}: only {', '.join(SHARED_NAMESPACES)} namespaces are joined",
+                details={"path": f"joins.{ns}"},
+            )
+        read_str(owner, f"joins.{ns}", nonempty=True)
+        if ns not in listed:
+            raise InvalidArgumentError(
+                f"joins.{ns}: the spec has no {ns} namespace (linux.namespaces) to join",
+                details={"path": f"joins.{ns}"},
+            )
+    return dict(joins)
+
+
 def read_create(
-    container_id: str, host_spec: Mapping[str, Any], rootfs_target: str
+    container_id: str,
+    host_spec: Mapping[str, Any],
+    rootfs_target: str,
+    joins: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
     """(the `create_container` enforcement input, the seccomp profile its digest is of).
 
+    `joins` (namespace type -> id of a container the agent runs) asks for another
+    container's namespace; the policy rules it and the agent computes the path.
     Reads the guest's device nodes for the spec's devices (devices.py): the only I/O here.
     """
     parsed = parse_spec(host_spec)
+    joined = _read_joins(joins or {}, parsed)
     reasons = privileged_reasons(parsed)
     devices, conflicts = guest_devices(parsed.devices)
     facts = {
@@ -260,6 +285,7 @@ def read_create(
         "privileged": bool(reasons),
         "privileged_reasons": reasons,
         "unsupported_fields": sorted(set(parsed.unsupported)),
+        "joins": joined,
     }
     return facts, parsed.seccomp
 

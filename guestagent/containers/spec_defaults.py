@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from guestagent.runtime_defaults import (
@@ -64,14 +65,18 @@ MANDATORY_NAMESPACES = frozenset(("pid", "ipc", "uts", "mount", "cgroup"))
 
 
 def default_namespaces(
-    netns_path: str | None = None, requested: frozenset[str] | set[str] | None = None
+    netns_path: str | None = None,
+    requested: frozenset[str] | set[str] | None = None,
+    joined: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
     """Fresh pid, ipc, uts, mount and cgroup namespaces always; network unless `requested`
     (the types the decision allowed) lacks it (a host_network container); time if requested.
-    The network namespace is the agent's at `netns_path` when it made one (a pod's)."""
+    The network namespace is the agent's at `netns_path` when it made one (a pod's); `joined`
+    (type -> path the agent computed, pod_namespaces.py) replaces a fresh one by another
+    container's."""
     wanted = MANDATORY_NAMESPACES | {"network"} if requested is None else requested
     types = [t for t in NAMESPACE_ORDER if t in MANDATORY_NAMESPACES or t in wanted]
-    namespaces = [{"type": t} for t in types]
-    if netns_path and "network" in types:
-        namespaces[types.index("network")]["path"] = netns_path
-    return namespaces
+    paths = dict(joined or {})
+    if netns_path:
+        paths.setdefault("network", netns_path)
+    return [{"type": t, "path": paths[t]} if t in paths else {"type": t} for t in types]

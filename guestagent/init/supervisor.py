@@ -3,18 +3,24 @@
 `step` is the pure state machine (event in, actions out). `supervise` is its I/O loop: it makes
 the process a child subreaper, blocks the signals it handles and waits for them with
 sigtimedwait, so no signal is lost between checks. The power-off action is injected: PID 1
-passes the real one (sync + reboot(2)); tests pass a recorder.
+passes the real one (sync + reboot(2)); tests pass a recorder. An agent command that is this
+interpreter running this package runs in a fork (no second interpreter start); any other is
+posix_spawn'ed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import signal
+import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from guestagent import timeline
 from guestagent.init import syscalls
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "SupervisorState",
     "agent_environment",
     "describe_status",
+    "in_process_command",
     "step",
     "supervise",
 ]
@@ -125,7 +132,18 @@ def agent_environment(environ: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key != "WATCHDOG_PID"}
 
 
+def in_process_command(argv: tuple[str, ...]) -> list[str] | None:
+    """The `guestagent` command `argv` runs when it is this interpreter running this package
+    (`<sys.executable> -m guestagent COMMAND ...`, what init builds by default), else None."""
+    if len(argv) > 3 and argv[0] == sys.executable and argv[1:3] == ("-m", "guestagent"):
+        return list(argv[3:])
+    return None
+
+
 def _spawn(argv: tuple[str, ...]) -> int:
+    command = in_process_command(argv)
+    if command is not None:
+        return _fork_command(command)
     # The child must not inherit our blocked signal mask or ignored dispositions.
     return os.posix_spawnp(
         argv[0],
@@ -134,6 +152,36 @@ def _spawn(argv: tuple[str, ...]) -> int:
         setsigmask=(),
         setsigdef=tuple(HANDLED),
     )
+
+
+def _fork_command(command: list[str]) -> int:
+    """Run the agent's command in a fork of this interpreter instead of starting a second one:
+    in the guest that start, and the imports init already made (argparse, dataclasses, the
+    package's own), cost seconds under software emulation. The child gets what a spawned agent
+    gets: no blocked signals, default dispositions, our environment without WATCHDOG_PID."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        for signum in HANDLED:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has
+        os.environ.pop("WATCHDOG_PID", None)
+        timeline.STARTED = timeline.now()  # the agent's own start, for its timeline stamps
+        sys.argv = ["guestagent", *command]
+        runpy.run_module("guestagent", run_name="__main__")  # what `-m guestagent` runs
+        code = 0
+    except SystemExit as exc:  # as the interpreter maps it to an exit status
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)  # never back into init's loop
 
 
 def _reap() -> list[ChildExited]:
@@ -167,7 +215,8 @@ def supervise(
     except OSError as exc:
         power_off(f"cannot start the agent {argv[0]!r}: {exc}")
         return replace(state, phase=Phase.DONE)
-    log(f"agent started: pid {pid}: {' '.join(argv)}")
+    how = "in a fork of init" if in_process_command(argv) is not None else "spawned"
+    log(f"agent started: pid {pid}: {' '.join(argv)} ({how})")
     state, _ = step(state, AgentStarted(pid))
     while state.phase is not Phase.DONE:
         timeout = stop_grace if state.phase is Phase.STOPPING else 3600.0

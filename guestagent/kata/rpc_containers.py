@@ -109,13 +109,33 @@ async def create_container(
         try:
             await _mount(context, cid, layers, scratch, resources)
             await context.native(
-                "create_container", {"container_id": cid, "spec": spec, "stdin": True}
+                "create_container",
+                {
+                    "container_id": cid,
+                    "spec": spec,
+                    "stdin": True,
+                    "joins": _joins(context, cid, spec),
+                },
             )
         except BaseException:
             await _release(context, cid, resources)
             raise
         context.sandbox.containers[cid] = resources
     return empty_pb2.Empty()
+
+
+def _joins(context: KataContext, cid: str, spec: dict[str, Any]) -> dict[str, str]:
+    """What Kata does for every container but the sandbox's own (the pause container, whose
+    id is the sandbox id): join its IPC and UTS namespaces, and its network namespace when the
+    spec has one. Only a request: the policy's `joins` decides, and names the pause."""
+    sandbox_id = context.sandbox.sandbox_id
+    if cid == sandbox_id or sandbox_id not in context.sandbox.containers:
+        return {}
+    joins = dict.fromkeys(("ipc", "uts"), sandbox_id)
+    namespaces = spec.get("linux", {}).get("namespaces", [])
+    if any(ns.get("type") == "network" for ns in namespaces):
+        joins["network"] = sandbox_id
+    return joins
 
 
 async def _mount(

@@ -3,6 +3,7 @@ listener factory the agent's composition root calls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from guestagent.kata import (
@@ -16,6 +17,7 @@ from guestagent.kata import (
 from guestagent.kata.connection import KataConnection
 from guestagent.kata.context import KataContext
 from guestagent.kata.registry import RpcTable
+from guestagent.rpc.pool import ConnectionPool, Pooled
 from guestagent.transport.listen import Listener, listen
 from guestagent.transport.uri import parse_uri
 
@@ -35,10 +37,22 @@ def rpc_table() -> RpcTable:
     )
 
 
-async def listen_kata(agent: Any, uris: list[str]) -> tuple[KataContext, list[Listener]]:
+MakePool = Callable[[str, Callable[[ConnectionPool], Pooled]], ConnectionPool]
+
+
+async def listen_kata(
+    agent: Any, uris: list[str], make_pool: MakePool
+) -> tuple[KataContext, list[Listener]]:
+    """A listener per URI, its connections in a pool the agent makes (cap, deadlines,
+    budget, shutdown: rpc/pool.py)."""
     context = KataContext(agent)
     table = rpc_table()
-    listeners = [
-        await listen(parse_uri(uri), lambda: KataConnection(context, table)) for uri in uris
-    ]
+
+    def connection(pool: ConnectionPool) -> KataConnection:
+        return KataConnection(context, table, pool)
+
+    listeners = []
+    for uri in uris:
+        pool = make_pool(uri, connection)
+        listeners.append(await listen(parse_uri(uri), pool.factory))
     return context, listeners

@@ -128,6 +128,14 @@ class TtrpcFramer:
     def pending(self) -> int:
         return len(self._buffer) + self._skip
 
+    @property
+    def expected(self) -> int:
+        """Bytes the frame in progress will hold once whole (0 until its header is in)."""
+        if len(self._buffer) < HEADER_SIZE:
+            return 0
+        length = HEADER.unpack_from(self._buffer, 0)[0]
+        return HEADER_SIZE + length if length <= self.max_message else 0
+
 
 def encode_frame(stream_id: int, kind: int, payload: bytes, flags: int = 0) -> bytes:
     if len(payload) > MAX_MESSAGE:

@@ -23,9 +23,11 @@ from guestagent.policy.runtime_fields import (
     RuntimeRules,
     parse_runtime_rules,
 )
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 __all__ = [
     "CAPABILITY_SETS",
+    "SHARED_NAMESPACES",
     "CapabilitySets",
     "Container",
     "EnvMatcher",
@@ -36,6 +38,7 @@ __all__ = [
     "UserRule",
     "parse_container",
     "parse_env_rules",
+    "parse_id_rule",
     "parse_str_patterns",
 ]
 
@@ -192,6 +195,8 @@ class Container:
     devices: frozenset[str] = frozenset()
     sysctls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     runtime: RuntimeRules = DEFAULT_RUNTIME_RULES
+    # namespace type -> name of the policy container whose namespace this one joins
+    joins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     env_matcher: EnvMatcher = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
     # destination -> ((index in mounts, rule), ...): a requested mount meets only its own.
     mounts_by_destination: Mapping[str, tuple[tuple[int, MountRule], ...]] = field(  # type: ignore[assignment]
@@ -230,6 +235,7 @@ _CONTAINER_FIELDS = frozenset(
         "host_network",
         "devices",
         "sysctls",
+        "joins",
         *RUNTIME_FIELDS,
     }
 )
@@ -253,7 +259,7 @@ def parse_env_rules(obj: Obj) -> tuple[EnvRule, ...]:
     return tuple(_env_rule(item, path) for item, path in obj.list("env_rules", []))
 
 
-def _id_rule(obj: Obj, key: str) -> IdRule:
+def parse_id_rule(obj: Obj, key: str) -> IdRule:
     value = obj.raw(key, 0)
     if isinstance(value, dict):
         rng = Obj(value, obj.at(key), {"min", "max"})
@@ -268,7 +274,7 @@ def _id_rule(obj: Obj, key: str) -> IdRule:
 def _user(value: Any, path: str) -> UserRule:
     obj = Obj(value, path, {"uid", "gid", "additional_gids"})
     gids = frozenset(expect_int(g, p) for g, p in obj.list("additional_gids", []))
-    return UserRule(_id_rule(obj, "uid"), _id_rule(obj, "gid"), gids)
+    return UserRule(parse_id_rule(obj, "uid"), parse_id_rule(obj, "gid"), gids)
 
 
 def _capabilities(value: Any, path: str) -> CapabilitySets | None:
@@ -333,6 +339,13 @@ def _sysctls(value: Any, path: str) -> Mapping[str, str]:
     )
 
 
+def _joins(value: Any, path: str) -> Mapping[str, str]:
+    obj = Obj(value, path, set(SHARED_NAMESPACES))
+    return MappingProxyType(
+        {ns: obj.str(ns, allow_empty=False) for ns in SHARED_NAMESPACES if obj.has(ns)}
+    )
+
+
 def parse_container(value: Any, path: str) -> Container:
     obj = Obj(value, path, _CONTAINER_FIELDS)
     seccomp = obj.str("seccomp_profile_sha256", "").lower()
@@ -364,5 +377,6 @@ def parse_container(value: Any, path: str) -> Container:
         devices=frozenset(obj.str_list("devices", [])),
         sysctls=_sysctls(obj.raw("sysctls", {}), obj.at("sysctls")),
         runtime=parse_runtime_rules(obj),
+        joins=_joins(obj.raw("joins", {}), obj.at("joins")),
         **flags,
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from guestagent.errors import AgentError, ErrorCode, ProtocolError
 from guestagent.protocol.framing import Framer, FrameTooLargeError
 from guestagent.protocol.messages import PROTOCOL_VERSION, Request, decode_request
+from guestagent.rpc.pacing import ReadPacing
 from guestagent.rpc.replies import ReplyWriter
 from guestagent.rpc.requests import RequestTasks
 
@@ -36,7 +37,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("guestagent.connection")
 
 
-class Connection(asyncio.Protocol):
+class Connection(ReadPacing, asyncio.Protocol):
     def __init__(self, host: ConnectionHost, pool: ConnectionPool) -> None:
         self.host = host
         self.pool = pool
@@ -51,10 +52,7 @@ class Connection(asyncio.Protocol):
         self._in_flight = self.requests.in_flight  # read per request: no method call
         self._max_in_flight = self.limits.max_in_flight
         self._backlog: deque[bytes] = deque()  # frames read, waiting for an in-flight slot
-        self._paused: set[str] = set()
-        self._reading_paused = False
-        self._reserved = 0  # share of the buffer budget held by the frame in progress
-        self._partial_since = 0.0  # when the frame in progress started arriving (0: none)
+        self._init_pacing()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,12 +87,8 @@ class Connection(asyncio.Protocol):
                 self._handle(payloads[0])  # the usual case: one request per read
             else:
                 self._handle_batch(payloads)
-        if self.framer.pending:
-            self._partial_since = self._partial_since or time.monotonic()
-            expected = self.framer.expected
-            self._set_reservation(expected if expected > self.limits.small_frame else 0)
-        elif self._reserved:
-            self._set_reservation(0)
+        if self.framer.pending or self._reserved:
+            self._track_partial()
 
     def pause_writing(self) -> None:
         self.replies.pause()
@@ -223,44 +217,6 @@ class Connection(asyncio.Protocol):
         else:
             self._resume("writing")
 
-    def _pause(self, why: str) -> None:
-        self._paused.add(why)
-        if not self._reading_paused and self.transport is not None:
-            self.transport.pause_reading()
-            self._reading_paused = True
-            self._partial_since = 0.0  # a frame we stopped reading is not the host's delay
-
-    def _resume(self, why: str) -> None:
-        self._paused.discard(why)
-        transport = self.transport
-        if self._paused or not self._reading_paused or transport is None:
-            return
-        if not transport.is_closing():
-            transport.resume_reading()
-        self._reading_paused = False
-        if self.framer.pending:
-            self._partial_since = time.monotonic()
-
-    def _set_reservation(self, size: int) -> None:
-        if size == self._reserved:
-            return
-        budget = self.pool.budget
-        if self._reserved:
-            held, self._reserved = self._reserved, 0
-            budget.release(self, held)
-        if size:
-            if budget.reserve(self, size):
-                self._reserved = size
-                self._resume("budget")
-            else:
-                self._pause("budget")
-
-    def budget_freed(self) -> None:
-        """The budget has room again: retry the reservation of the frame in progress."""
-        expected = self.framer.expected
-        if self.transport is not None and expected > self.limits.small_frame:
-            self._set_reservation(expected)
-
     def check_deadlines(self, now: float) -> None:
         """The pool's sweep: hello and frames must arrive in time."""
         if not self.handshaken and now - self.opened_at > self.limits.handshake_timeout:
@@ -270,11 +226,7 @@ class Connection(asyncio.Protocol):
                     code=ErrorCode.HANDSHAKE_REQUIRED,
                 )
             )
-        elif (
-            self._partial_since
-            and not self._reading_paused
-            and now - self._partial_since > self.limits.frame_timeout
-        ):
+        elif self._frame_overdue(now):
             self.refuse(
                 ProtocolError(
                     f"a frame did not arrive within {self.limits.frame_timeout:g} s "

@@ -6,13 +6,17 @@ A denied decision never reaches the effect and never changes state. A failed eff
 the policy state as it was (nothing is committed), which is hcsshim's rollback without a
 snapshot.
 
-Only operations whose enforcement point changes the policy state (`MUTATING_POINTS`) take
-the host's mutation lock, from decision to commit: two of them must not both decide against
-the same state. Those marked `reserves` (create_container, whose effect waits on the
-runtime) hold it only to decide and commit; the effect runs after, and a failed effect's
-change is reverted. Everything else (reads, and effects the policy rules on without recording
-them: exec_external, copy_file, network changes) runs without it, so a long external
-process cannot stall mounts and containers.
+Requests about the same resources (`Operation.keys`: a container, a layer) run one after
+another, from prepare to the end of the effect (rpc/resources.py); requests about others do
+not wait for them. Only operations whose enforcement point changes the policy state
+(`MUTATING_POINTS`) take the host's mutation lock, and only while no external process runs:
+those marked `reserves` (layers, scratch, container lifecycle: their effects wait on
+veritysetup, mkfs or the runtime) decide and commit under it (the committed state is the
+reservation: concurrent decisions see the resource as taken, and anything the policy counts
+counts it), run the effect without it, and on failure revert the reservation under it
+again. The overlay operations (one mount(2) call, no process) decide, mount and commit
+under it. Everything else (reads, and effects the policy rules on without recording them:
+exec_external, copy_file, network changes) runs without it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.points import MUTATING_POINTS
 from guestagent.protocol.schema import validate_args
 from guestagent.rpc.operation import Call, Operation, Prepared
+from guestagent.rpc.resources import ResourceLocks
 
 if TYPE_CHECKING:
     from guestagent.policy.decision import Decision
@@ -63,6 +68,7 @@ class StatefulHost(PolicyHost, Protocol):
 class Dispatcher:
     def __init__(self, agent: PolicyHost, operations: Iterable[Operation]) -> None:
         self.agent = agent
+        self.resources = ResourceLocks()
         self.table: dict[str, Operation] = {}
         for operation in operations:
             if operation.name in self.table:
@@ -93,6 +99,13 @@ class Dispatcher:
             _log_request(operation, args)
         if operation.point is None:
             return await _call(operation.effect, host, Call(args, args))
+        if operation.keys is None or not operation.mutating:
+            return await self._prepare_and_run(operation, args)
+        async with self.resources.hold(operation.keys(args)):
+            return await self._prepare_and_run(operation, args)
+
+    async def _prepare_and_run(self, operation: Operation, args: dict[str, Any]) -> Any:
+        host = self.agent
         prepared = Prepared(args)
         if operation.prepare is not None:
             prepared = await _call(operation.prepare, host, args)
@@ -137,17 +150,25 @@ class Dispatcher:
     ) -> Any:
         """Decide and commit under the lock, run the effect outside it, revert on failure."""
         assert operation.point is not None
-        async with agent.mutation_lock:  # waits for a locked effect in progress, holds no wait
+        async with agent.mutation_lock:  # held by nobody across an external process
             agent.check_not_tainted()
+            gate = agent.gate
             decision = agent.decide(operation.point, prepared.facts, args)
             decision.raise_if_denied()
-            agent.gate.commit(decision)
+            gate.commit(decision)
         call = Call(args, prepared.facts, prepared.context, decision)
         try:
             return await _effect(operation, agent, call)
         except BaseException:
-            agent.gate.revert(decision)  # synchronous: no other decision interleaves
+            # Under the lock, so that no decision made against the state waits for its commit
+            # meanwhile; shielded, so that a second cancellation cannot skip the revert.
+            await asyncio.shield(_revert(agent, gate, decision))
             raise
+
+
+async def _revert(agent: StatefulHost, gate: Gate, decision: Decision) -> None:
+    async with agent.mutation_lock:
+        gate.revert(decision)  # only entries of this request's resources, which it still holds
 
 
 def _log_request(operation: Operation, args: dict[str, Any]) -> None:

@@ -4,14 +4,14 @@ the effect that runs once the policy has allowed it."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from guestagent.policy.decision import Decision
 from guestagent.protocol.schema import Schema
 
-__all__ = ["Call", "Effect", "Operation", "Prepare", "Prepared"]
+__all__ = ["Call", "Effect", "Keys", "Operation", "Prepare", "Prepared"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,8 @@ class Prepared:
 Effect = Callable[[Any, Call], Any]
 # prepare(host, args) -> Prepared; gathers facts with read-only I/O.
 Prepare = Callable[[Any, dict[str, Any]], Any]
+# keys(args) -> the resources (e.g. "container:c1") a request is about; see rpc/resources.py.
+Keys = Callable[[dict[str, Any]], Iterable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +55,14 @@ class Operation:
     operations that are never gated (ping, status: they reveal nothing the policy guards and
     change nothing). `prepare` turns the validated arguments into the enforcement input (by
     default the arguments themselves). `mutating` operations change the guest: they run to
-    completion even when their connection goes away. Those whose point changes the policy
-    state are also serialised (see `dispatch`), so each decision is made against the state
-    the previous effect committed. `reserves` operations commit their decision before the
-    effect and revert it if the effect fails, so a slow external process (the runtime)
-    holds no lock; only for effects whose conflicting requests the reservation itself makes
-    the policy refuse or the effect's own owner reject (a container's, by its id).
+    completion even when their connection goes away. `keys` names the resources a request
+    is about: requests about the same ones run one after another, from prepare to the end
+    of the effect. Operations whose point changes the policy state decide against the state
+    the previous decision committed (see `dispatch`): `reserves` ones commit their decision
+    (the reservation) under the mutation lock, run the effect without it and revert the
+    reservation if the effect fails, so a slow external process (runtime, veritysetup, mkfs)
+    holds no global lock. That is only sound when every policy-state entry the decision
+    changes belongs to its `keys`, which a `reserves` operation must therefore have.
     """
 
     name: str
@@ -68,10 +72,13 @@ class Operation:
     prepare: Prepare | None = None
     mutating: bool = False
     reserves: bool = False
+    keys: Keys | None = None
     summary: str = ""
     runs_inline: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.reserves and self.keys is None:
+            raise ValueError(f"operation {self.name!r} reserves without naming its resources")
         # Ungated, synchronous operations answer without a task (the hot path: ping).
         # Worked out once here: inspect costs a microsecond per request.
         inline = (

@@ -4,7 +4,9 @@ A pool makes each connection (`factory`, handed to `transport.listen`), admits i
 closes those that miss the handshake or frame deadline (one sweep a second, not a timer per
 connection), and at shutdown answers every request in flight before closing them all.
 `BufferBudget` is shared by a host's pools: the bytes of large partial frames all its
-connections may hold at once.
+connections may hold at once. The connections are the native protocol's (`Connection`) by
+default; another protocol's (the Kata agent's ttrpc) are made by `make` and need only what
+`Pooled` lists.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.rpc.connection import Connection
@@ -22,11 +25,30 @@ if TYPE_CHECKING:
     from guestagent.rpc.host import ConnectionHost, ConnectionLimits
     from guestagent.rpc.requests import RequestTasks
 
-__all__ = ["BufferBudget", "ConnectionPool"]
+__all__ = ["BufferBudget", "ConnectionPool", "Pooled"]
 
 log = logging.getLogger("guestagent.connection")
 SWEEP_SECONDS = 1.0
 FLUSH_SECONDS = 2.0  # at shutdown, how long replies may take to leave before the close
+
+
+class Pooled(Protocol):
+    """What a pool needs from its connections."""
+
+    handshaken: bool  # past the handshake (the native hello; ttrpc: a first valid request)
+    requests: RequestTasks
+
+    def refuse(self, error: AgentError) -> None:
+        """Tell the peer why (if the protocol can say it), then close."""
+        ...
+
+    def check_deadlines(self, now: float) -> None: ...
+
+    def budget_freed(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class BufferBudget:
@@ -35,16 +57,16 @@ class BufferBudget:
     def __init__(self, total: int) -> None:
         self.total = total
         self.used = 0
-        self._waiting: dict[Connection, None] = {}
+        self._waiting: dict[Pooled, None] = {}
 
-    def reserve(self, connection: Connection, size: int) -> bool:
+    def reserve(self, connection: Pooled, size: int) -> bool:
         if self.used + size > self.total and self.used:
             self._waiting[connection] = None
             return False
         self.used += size  # one frame larger than the whole budget may still come alone
         return True
 
-    def release(self, connection: Connection, size: int) -> None:
+    def release(self, connection: Pooled, size: int) -> None:
         self.used -= size
         self._waiting.pop(connection, None)
         if self._waiting and self.used < self.total:
@@ -53,19 +75,25 @@ class BufferBudget:
             for waiter in waiting:
                 waiter.budget_freed()
 
-    def forget(self, connection: Connection) -> None:
+    def forget(self, connection: Pooled) -> None:
         self._waiting.pop(connection, None)
 
 
 class ConnectionPool:
     def __init__(
-        self, host: ConnectionHost, name: str, budget: BufferBudget, limits: ConnectionLimits
+        self,
+        host: ConnectionHost,
+        name: str,
+        budget: BufferBudget,
+        limits: ConnectionLimits,
+        make: Callable[[ConnectionPool], Pooled] | None = None,
     ) -> None:
         self.host = host
+        self._make = make
         self.name = name
         self.budget = budget
         self.limits = limits
-        self.connections: dict[Connection, None] = {}  # oldest first
+        self.connections: dict[Pooled, None] = {}  # oldest first
         self.opened_total = 0
         self.refused_total = 0
         # Every connection's requests until its supervisor ends: after the host has gone,
@@ -76,11 +104,11 @@ class ConnectionPool:
     def __len__(self) -> int:
         return len(self.connections)
 
-    def factory(self) -> Connection:
-        return Connection(self.host, self)
+    def factory(self) -> Pooled:
+        return Connection(self.host, self) if self._make is None else self._make(self)
 
     # -- admission ---------------------------------------------------------------------------
-    def admit(self, connection: Connection) -> bool:
+    def admit(self, connection: Pooled) -> bool:
         """Called as a connection is made: room is made for it, or it is refused."""
         self.opened_total += 1
         if len(self.connections) >= self.limits.max_connections:
@@ -98,7 +126,7 @@ class ConnectionPool:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return True
 
-    def closed(self, connection: Connection) -> None:
+    def closed(self, connection: Pooled) -> None:
         self.connections.pop(connection, None)
 
     async def _sweep(self) -> None:

@@ -11,12 +11,13 @@ them too), closes every connection, removes every container and mount it made, a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +30,12 @@ from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
-from guestagent.rpc.connection import Connection
 from guestagent.rpc.dispatch import Dispatcher
 from guestagent.rpc.host import DEFAULT_LIMITS, ConnectionLimits
-from guestagent.rpc.pool import BufferBudget, ConnectionPool
+from guestagent.rpc.pool import BufferBudget, ConnectionPool, Pooled
 from guestagent.server import notify
 from guestagent.server.adoption import adopt_policy
-from guestagent.server.limits import fit_fd_limit
+from guestagent.server.limits import listener_caps
 from guestagent.server.logs import denial_record
 from guestagent.server.modes import check_modes
 from guestagent.server.ops import all_operations
@@ -68,6 +68,7 @@ class AgentConfig:
     max_frame: int = DEFAULT_MAX_FRAME
     max_in_flight: int = 128
     max_connections: int = DEFAULT_LIMITS.max_connections  # per listener
+    connection_caps: dict[str, int] = field(default_factory=dict)  # per transport (limits.py)
     handshake_timeout: float = DEFAULT_LIMITS.handshake_timeout
     frame_timeout: float = DEFAULT_LIMITS.frame_timeout
     buffer_budget: int = DEFAULT_LIMITS.buffer_budget
@@ -130,9 +131,7 @@ class Agent:
             buffer_budget=config.buffer_budget,
         )
         self.budget = BufferBudget(self.limits.buffer_budget)
-        self.pools: list[ConnectionPool] = []
-        # Kata ttrpc connections keep their own admission for now (not yet on a pool).
-        self.kata_connections: set[KataConnection] = set()
+        self.pools: list[ConnectionPool] = []  # every listener's, the Kata ones included
         self.listeners: list[Listener] = []
         self.kata: KataContext | None = None
         self.shutting_down = False
@@ -188,6 +187,15 @@ class Agent:
         self.tainted = self.tainted or why
         log.error("tainted: refusing all further changes", extra={"why": why})
 
+    def attestation_hub(self) -> AttestationHub | None:
+        """The containers' attestation sockets (<state>/attestation/<id>), made with the first
+        one a policy grants; None without an SNP backend or in insecure mode."""
+        if self.attestation is None and self.snp is not None and not self.config.insecure_allow_all:
+            from guestagent.attestation.hub import AttestationHub
+
+            self.attestation = AttestationHub(self.snp, self.state_dir)
+        return self.attestation
+
     def require_containers(self) -> ContainerManager:
         if self.containers is None:
             raise AgentError("this agent does not run containers", code=ErrorCode.RUNTIME)
@@ -206,14 +214,13 @@ class Agent:
         await self._reconcile()
         self._open_snp()
         if policy_bytes is not None:
+            signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
+            if signer is not None:
+                signer.start_ahead()  # it loads while the policy engine does
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status
                 log.error("policy not adopted", extra={"reason": exc.message})
-        if self.snp is not None and not self.config.insecure_allow_all:
-            from guestagent.attestation.hub import AttestationHub
-
-            self.attestation = AttestationHub(self.snp, self.state_dir)  # <state>/attestation/<id>
         if self.config.manage_containers:
             self._start_containers()
         if self.config.console:
@@ -221,17 +228,17 @@ class Agent:
 
             self.console = ConsoleServer(self, self.config.console)
             await self.console.start()
-        self.limits = fit_fd_limit(self.limits, len(self.config.listen))
+        caps = listener_caps(self.config)
         for uri in self.config.listen:
-            pool = ConnectionPool(self, uri, self.budget, self.limits)
-            listener = await listen(parse_uri(uri), pool.factory)
-            self.pools.append(pool)
-            self.listeners.append(listener)
-            log.info("listening", extra={"uri": uri})
+            pool = self._pool(uri, caps[uri])
+            self.listeners.append(await listen(parse_uri(uri), pool.factory))
+            log.info("listening", extra={"uri": uri, "max_connections": caps[uri]})
         if self.config.kata:
             from guestagent.kata.service import listen_kata  # protobuf: only when asked for
 
-            self.kata, kata_listeners = await listen_kata(self, self.config.kata)
+            self.kata, kata_listeners = await listen_kata(
+                self, self.config.kata, lambda uri, make: self._pool(uri, caps[uri], make)
+            )
             self.listeners.extend(kata_listeners)
             log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         timeline.stamp("agent_ready")
@@ -240,9 +247,18 @@ class Agent:
         if interval:
             self.track(asyncio.get_running_loop().create_task(notify.run_watchdog(interval)))
 
+    def _pool(
+        self, uri: str, cap: int, make: Callable[[ConnectionPool], Pooled] | None = None
+    ) -> ConnectionPool:
+        limits = dataclasses.replace(self.limits, max_connections=cap)
+        pool = ConnectionPool(self, uri, self.budget, limits, make)
+        self.pools.append(pool)
+        return pool
+
     async def _reconcile(self) -> None:
         cgroup_parent = self.config.cgroup_parent if self.config.manage_containers else None
-        self.reconciled = await asyncio.to_thread(reconcile, self.state_dir, cgroup_parent)
+        # Inline: nothing is served yet, and a worker thread now would stay for the agent's life.
+        self.reconciled = reconcile(self.state_dir, cgroup_parent)
         if self.reconciled.failures:
             raise AgentError(
                 "refusing to serve: an earlier run left state that could not be removed: "
@@ -262,6 +278,7 @@ class Agent:
             tsm_root=self.config.tsm_root,
             sim_state=self.config.sim_state,
             sim_config=self.config.sim_config,
+            sim_sign_in_child=True,  # the simulator's OpenSSL stays out of the agent
         )
         self.snp_error = ""
         self.storage.memory_encrypted = True  # SEV-SNP (or its simulator) encrypts memory
@@ -310,11 +327,6 @@ class Agent:
         # Every request in flight is answered (reads at once, mutations within the grace)
         # before its connection closes.
         await asyncio.gather(*(pool.stop(self.config.shutdown_grace) for pool in self.pools))
-        kata_in_flight = [t for c in self.kata_connections for t in c.in_flight.values()]
-        if kata_in_flight:
-            await asyncio.wait(kata_in_flight, timeout=self.config.shutdown_grace)
-        for kata_connection in list(self.kata_connections):
-            kata_connection.close()
         self.request_trace.close()
         self._stopped.set()
 
@@ -336,9 +348,13 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
 
     @property
-    def connections(self) -> list[Connection | KataConnection]:
-        pooled = [connection for pool in self.pools for connection in pool.connections]
-        return [*pooled, *self.kata_connections]
+    def connections(self) -> list[Pooled]:
+        return [connection for pool in self.pools for connection in pool.connections]
+
+    @property
+    def kata_connections(self) -> list[KataConnection]:
+        kata = set(self.config.kata)
+        return [c for p in self.pools if p.name in kata for c in p.connections]  # type: ignore[misc]
 
     # -- what the host can read -------------------------------------------------------------
     def hello_result(self) -> dict[str, Any]:
@@ -369,6 +385,7 @@ class Agent:
             "connections": len(self.connections),
             "containers": len(self.containers.list()) if self.containers else 0,
             "runtime": self.containers.runtime.name if self.containers else None,
+            "busy": self.dispatcher.resources.busy(),
         }
 
     def storage_view(self) -> list[dict[str, Any]]:

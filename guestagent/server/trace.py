@@ -21,8 +21,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from guestagent.containers.exec_spec import exec_input
-from guestagent.containers.spec import enforcement_input
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
 
 __all__ = ["RequestTrace", "load_trace", "trace_entry"]
@@ -125,6 +123,9 @@ class RequestTrace:
 
 
 def _oci_input(point: str, oci: Any, where: str) -> dict[str, Any]:
+    from guestagent.containers.exec_spec import exec_input  # the spec readers: only to replay
+    from guestagent.containers.spec import enforcement_input
+
     converters: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "create_container": lambda o: enforcement_input(o["container_id"], o["spec"], o["rootfs"]),
         "exec_in_container": lambda o: exec_input(o["container_id"], o["process"]),

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from guestagent.errors import InvalidArgumentError
-from guestagent.snp.cert_table import CertTable
+
+if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
+    from guestagent.snp.cert_table import CertTable
 
 __all__ = [
     "REPORT_DATA_SIZE",

@@ -31,9 +31,11 @@ def open_backend(
     tsm_root: str = DEFAULT_ROOT,
     sim_state: str | os.PathLike[str] | None = None,
     sim_config: SimConfig | None = None,
+    sim_sign_in_child: bool = False,
 ) -> SnpBackend:
     """The backend for `kind`; raises SnpUnavailableError when it cannot be used here. Only
-    the chosen backend's module is imported (the simulator's brings in cryptography)."""
+    the chosen backend's module is imported. `sim_sign_in_child`: the simulator signs in a
+    short-lived child process (the agent: cryptography never loads into it to sign)."""
     if kind not in BACKEND_KINDS:
         raise InvalidArgumentError(
             f"unknown SNP backend {kind!r} (choose from {', '.join(BACKEND_KINDS)})"
@@ -43,7 +45,7 @@ def open_backend(
             raise InvalidArgumentError("the simulator needs a state directory (--sim-state)")
         from guestagent.snp.sim import SimBackend
 
-        return SimBackend(sim_state, sim_config)
+        return SimBackend(sim_state, sim_config, sign_in_child=sim_sign_in_child)
     if sim_config is not None:
         raise InvalidArgumentError("simulator options given without choosing the sim backend")
     has_device = os.path.exists(device_path)

@@ -14,7 +14,7 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guestagent.snp import uapi
 from guestagent.snp.backend import (
@@ -22,7 +22,6 @@ from guestagent.snp.backend import (
     check_report_data,
     check_vmpl,
 )
-from guestagent.snp.cert_table import CertTable
 from guestagent.snp.errors import (
     BadReportError,
     SnpBusyError,
@@ -31,6 +30,9 @@ from guestagent.snp.errors import (
 )
 from guestagent.snp.paths import DEFAULT_DEVICE
 from guestagent.snp.report import REPORT_SIZE
+
+if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
+    from guestagent.snp.cert_table import CertTable
 
 __all__ = ["DEFAULT_DEVICE", "IoctlFunction", "SevGuestBackend"]
 
@@ -201,4 +203,6 @@ def _report_from_response(data: bytes) -> bytes:
 def _cert_table(data: bytes) -> CertTable | None:
     if not any(data[:24]):
         return None  # the host supplied no certificates
+    from guestagent.snp.cert_table import CertTable
+
     return CertTable.parse(data)

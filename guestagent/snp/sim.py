@@ -4,6 +4,8 @@ Never chosen silently (see `device.open_backend`): `simulated` is True and `desc
 so. Reports are ECDSA P-384/SHA-384 over bytes [0, 0x2A0) with R/S little-endian, by a VCEK
 (or VLEK) whose certificate chains to the simulator's own ARK, kept in a state directory.
 Derived keys follow MSG_KEY_REQ: HKDF from the chip secret over the selected guest fields.
+With `sign_in_child` (the agent's choice) each signature is made by a short-lived child
+(`simsign`), so the agent's process never loads cryptography to sign.
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import InvalidArgumentError
 from guestagent.snp.backend import (
@@ -25,11 +23,14 @@ from guestagent.snp.backend import (
     check_report_data,
     check_vmpl,
 )
-from guestagent.snp.cert_table import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, CertTable
 from guestagent.snp.errors import SnpFirmwareError
 from guestagent.snp.fields import GuestPolicy, Product, SignerInfo, SigningKey, TcbVersion
 from guestagent.snp.report import SUPPORTED_VERSIONS, AttestationReport
+from guestagent.snp.simsign import ChildSigner, sign_p384
 from guestagent.snp.simstate import SimState
+
+if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
+    from guestagent.snp.cert_table import CertTable
 
 __all__ = ["DEFAULT_TCB", "SimBackend", "SimConfig"]
 
@@ -84,8 +85,15 @@ class SimBackend:
     name = "sim"
     simulated = True
 
-    def __init__(self, state_dir: str | os.PathLike[str], config: SimConfig | None = None):
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        config: SimConfig | None = None,
+        *,
+        sign_in_child: bool = False,
+    ):
         self.config = config or SimConfig()
+        self.child_signer = ChildSigner() if sign_in_child else None
         self.state = SimState(state_dir, self.config.product)
         self.product = self.state.product
         self.tcb = self._tcb()
@@ -107,6 +115,7 @@ class SimBackend:
             "product": self.product.value,
             "signing_key": self.config.signing_key,
             "tcb": self.tcb.to_json(),
+            "signs_in": "a child process" if self.child_signer else "this process",
         }
 
     # -- reports ------------------------------------------------------------------------------
@@ -158,9 +167,9 @@ class SimBackend:
         )
 
     def sign(self, report: AttestationReport) -> AttestationReport:
-        key = self.state.endorsement_key(self.config.signing_key, self.tcb)
-        der = key.sign(report.signed_bytes(), ec.ECDSA(hashes.SHA384()))
-        r, s = decode_dss_signature(der)
+        scalar = self.state.endorsement_scalar(self.config.signing_key, self.tcb)
+        signer = self.child_signer.sign if self.child_signer else sign_p384
+        r, s = signer(scalar, report.signed_bytes())
         return report.with_signature(r, s)
 
     def get_report(self, report_data: bytes = bytes(64), vmpl: int = 0) -> bytes:
@@ -174,6 +183,8 @@ class SimBackend:
     def get_certificates(self) -> CertTable:
         """The table a host would attach: VCEK (or VLEK), ASK (or ASVK), ARK, all DER."""
         from cryptography.hazmat.primitives.serialization import Encoding  # not to sign
+
+        from guestagent.snp.cert_table import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, CertTable
 
         kind = self.config.signing_key
         leaf = self.state.endorsement_cert(kind, self.tcb)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import json
 import os
 import ssl
@@ -17,19 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from guestagent.errors import InvalidArgumentError
 from guestagent.snp.errors import SnpUnavailableError
 from guestagent.snp.fields import Product, TcbVersion
 
-if TYPE_CHECKING:  # certificates load only when asked for: signing a report needs none
+if TYPE_CHECKING:  # cryptography loads only to sign or to issue certificates
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-__all__ = ["SimState"]
+__all__ = ["SimState", "hkdf_sha384"]
 
 _P384_ORDER = int(
     "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
@@ -42,6 +39,19 @@ _AUTHORITIES = {
     "ask": ("SEV-{}", "ark", 65537),
     "asvk": ("SEV-VLEK-{}", "ark", 65538),
 }
+
+
+def hkdf_sha384(secret: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-SHA-384 with the standard library's HMAC: the simulated chip derives its
+    identity and keys without loading cryptography (the tests check it against cryptography's)."""
+    if not 0 < length <= 255 * 48:
+        raise ValueError(f"HKDF-SHA-384 cannot give {length} bytes")
+    prk = hmac.digest(salt, secret, "sha384")
+    out, block = b"", b""
+    for counter in range(1, -(-length // 48) + 1):
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha384")
+        out += block
+    return out[:length]
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -161,8 +171,7 @@ class SimState:
 
     def derive(self, label: bytes, length: int) -> bytes:
         """Deterministic bytes from the root secret (HKDF-SHA-384), separated by label."""
-        hkdf = HKDF(hashes.SHA384(), length, salt=b"guestagent-snp-sim", info=label)
-        return hkdf.derive(self.root_secret)
+        return hkdf_sha384(self.root_secret, salt=b"guestagent-snp-sim", info=label, length=length)
 
     def authority(self, name: str) -> x509.Certificate:
         """The ARK, ASK or ASVK certificate, created (with its key) on first use."""
@@ -212,13 +221,18 @@ class SimState:
         self._keys[name] = key
         return cert
 
-    def endorsement_key(self, kind: str, tcb: TcbVersion) -> ec.EllipticCurvePrivateKey:
-        """The VCEK/VLEK private key for one TCB (AMD derives a new key for each TCB too)."""
+    def endorsement_scalar(self, kind: str, tcb: TcbVersion) -> int:
+        """The VCEK/VLEK private scalar for one TCB (AMD derives a new key for each TCB too)."""
         if kind not in ("vcek", "vlek"):
             raise InvalidArgumentError(f"signing key must be vcek or vlek, not {kind!r}")
         label = f"{kind}:{self.product.value}:{tcb.raw:016x}".encode()
-        scalar = int.from_bytes(self.derive(label, 64), "big") % (_P384_ORDER - 1) + 1
-        return ec.derive_private_key(scalar, ec.SECP384R1())
+        return int.from_bytes(self.derive(label, 64), "big") % (_P384_ORDER - 1) + 1
+
+    def endorsement_key(self, kind: str, tcb: TcbVersion) -> ec.EllipticCurvePrivateKey:
+        """The same key as a cryptography object (to issue its certificate)."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return ec.derive_private_key(self.endorsement_scalar(kind, tcb), ec.SECP384R1())
 
     def endorsement_cert(self, kind: str, tcb: TcbVersion) -> x509.Certificate:
         """The VCEK/VLEK certificate for one TCB, issued once and kept in the state directory."""

@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from guestagent.containers import children
 from guestagent.errors import (
@@ -32,10 +33,11 @@ from guestagent.errors import (
 )
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
-from guestagent.storage.owned_image import OwnedImage
-from guestagent.storage.scratch import ScratchDisk, open_integrity
-from guestagent.storage.verity import verify
-from guestagent.storage.verity_device import VerityInfo
+
+if TYPE_CHECKING:  # loaded with the first layer or scratch disk: the agent starts without them
+    from guestagent.storage.owned_image import OwnedImage
+    from guestagent.storage.scratch import ScratchDisk
+    from guestagent.storage.verity_device import VerityInfo
 
 __all__ = [
     "MS_NODEV",
@@ -144,6 +146,8 @@ def mount_layer_verified(
     The loop device is attached to the very memfd that was verified; it holds its own
     reference, so the caller may close `image` once this returns.
     """
+    from guestagent.storage.verity import verify
+
     verify(image.path, image.path, bytes.fromhex(info.root_hash), info.params)
     with StorageStack() as local:
         device = loop.attach_fd(
@@ -221,6 +225,8 @@ def mount_scratch_crypt(
     disk: ScratchDisk, target: str, stack: StorageStack, dm: DmClient, name: str
 ) -> str:
     """Scratch on dm-crypt over dm-integrity, keys made here and never stored (scratch.py)."""
+    from guestagent.storage.scratch import open_integrity
+
     with StorageStack() as local:
         integrity, sectors = open_integrity(disk, dm, f"{name}-i")
         local.push(dm.remove, f"{name}-i")

@@ -23,7 +23,7 @@ import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import (
     AlreadyExistsError,
@@ -40,9 +40,10 @@ from guestagent.storage.mounts import (
     mount_scratch_crypt,
     mount_scratch_tmpfs,
 )
-from guestagent.storage.owned_image import OwnedImage, take_image
-from guestagent.storage.scratch import check_scratch_device
-from guestagent.storage.verity_device import VerityInfo, root_from_device
+
+if TYPE_CHECKING:  # loaded with the first layer or scratch disk: the agent starts without them
+    from guestagent.storage.owned_image import OwnedImage
+    from guestagent.storage.verity_device import VerityInfo
 
 __all__ = [
     "DM_CONTROL",
@@ -183,6 +184,9 @@ class StorageRegistry:
         dm-verity: a block device, whose every later read the kernel checks against that root.
         verified-loop: a regular file under a layer dir, copied into sealed memory first.
         """
+        from guestagent.storage.owned_image import take_image
+        from guestagent.storage.verity_device import root_from_device
+
         if self.mode == "verified-loop":
             image = take_image(source, self.layer_dirs, _device_name(self.tag, "layer", layer_id))
             try:
@@ -253,6 +257,8 @@ class StorageRegistry:
                 "a scratch disk needs device-mapper (dm-crypt, dm-integrity) and this kernel "
                 "has none; omit the device to use guest memory"
             )
+        from guestagent.storage.scratch import check_scratch_device
+
         check_scratch_device(device, self.scratch_devices)
         return True, "dm-crypt+integrity"
 
@@ -267,6 +273,8 @@ class StorageRegistry:
             # scratch never reaches the host in the clear.
             mount_scratch_tmpfs(target, stack)
         else:
+            from guestagent.storage.scratch import check_scratch_device
+
             assert self._dm is not None
             disk = check_scratch_device(device, self.scratch_devices)  # what is used, checked
             name = self.device_name("scratch", container_id)

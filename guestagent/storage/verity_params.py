@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from guestagent.errors import IntegrityError, InvalidArgumentError
@@ -87,7 +86,9 @@ class VerityParams:
 
     @property
     def uuid_str(self) -> str:
-        return str(uuidlib.UUID(bytes=self.uuid))
+        import uuid  # its import (platform) is not paid by an agent that never prints one
+
+        return str(uuid.UUID(bytes=self.uuid))
 
     def geometry(self) -> VerityGeometry:
         return VerityGeometry.of(self)

@@ -2,14 +2,15 @@
 
 The serial "listener" is different in kind: a virtio-serial port is one byte stream with no
 accept. It is opened as a single connection; when the host side goes away (EOF) the
-connection is dropped (its handshake state with it) and the port is reopened.
+connection is dropped (its handshake state with it) and the port is reopened. `listen`
+returns once the port is open and read (so "listening" is true when logged: bytes a host
+sends after it are not lost), or once the first open failed (it is retried in the background).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import logging
 import os
 import socket
@@ -52,7 +53,7 @@ async def listen(endpoint: Endpoint, protocol_factory: ProtocolFactory) -> Liste
     if endpoint.scheme == "vsock":
         return await _listen_vsock(loop, endpoint, protocol_factory)
     if endpoint.scheme == "serial":
-        return _SerialPort(endpoint, protocol_factory).start()
+        return await _SerialPort(endpoint, protocol_factory).start()
     raise AgentError(f"no listener for scheme {endpoint.scheme!r}", code=ErrorCode.INTERNAL)
 
 
@@ -107,7 +108,7 @@ def resolve_serial_port(name: str, sys_root: str = "/sys", dev_root: str = "/dev
     linked = Path(dev_root, "virtio-ports", name)
     if linked.exists():
         return str(linked)
-    for name_file in sorted(glob.glob(f"{sys_root}/class/virtio-ports/*/name")):
+    for name_file in sorted(Path(sys_root, "class", "virtio-ports").glob("*/name")):
         if Path(name_file).read_text().strip() == name:
             return str(Path(dev_root, Path(name_file).parent.name))
     raise AgentError(f"no virtio-serial port named {name!r}", code=ErrorCode.NOT_FOUND)
@@ -205,10 +206,21 @@ class _SerialPort:
         self.endpoint = endpoint
         self.factory = factory
         self._task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
 
-    def start(self) -> Listener:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    async def start(self) -> Listener:
+        """The listener, once the port is open and read (or its first open failed)."""
+        loop = asyncio.get_running_loop()
+        self._first = loop.create_future()
+        self._task = loop.create_task(self._run())
+        await asyncio.wait([self._first, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():  # not an OSError to retry (no port of that name): say why now
+            self._task.result()
         return Listener(self.endpoint, self._stop)
+
+    def _first_attempt_done(self) -> None:
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
 
     async def _stop(self) -> None:
         if self._task is not None:
@@ -221,7 +233,14 @@ class _SerialPort:
             try:
                 await self._serve_once()
             except OSError as exc:
-                log.debug("serial port %s unavailable: %s", self.endpoint, exc)
+                if self._first is not None and not self._first.done():
+                    log.warning(
+                        "serial port not open yet, retrying",
+                        extra={"port": str(self.endpoint), "error": str(exc)},
+                    )
+                else:
+                    log.debug("serial port %s unavailable: %s", self.endpoint, exc)
+            self._first_attempt_done()
             await asyncio.sleep(SERIAL_RETRY_SECONDS)
 
     async def _serve_once(self) -> None:
@@ -238,6 +257,7 @@ class _SerialPort:
         read_transport, _ = await loop.connect_read_pipe(lambda: read_side, read_file)
         duplex = _DuplexPipe(read_transport, write_transport)  # type: ignore[arg-type]
         read_side.attach(duplex)
+        self._first_attempt_done()
         try:
             await lost  # EOF: the host side disconnected (or was never there)
         finally:

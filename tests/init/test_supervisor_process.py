@@ -89,3 +89,51 @@ def test_agent_that_cannot_start_powers_off() -> None:
     outcome = result(run_supervisor("/nonexistent/agent"))
     assert outcome["phase"] == "done"
     assert outcome["power_off"][0].startswith("cannot start the agent '/nonexistent/agent'")
+
+
+def test_a_guestagent_command_runs_in_a_fork_not_a_second_interpreter(tmp_path: Path) -> None:
+    # `<this python> -m guestagent serve ...` (init's default) runs in a fork of init: the
+    # agent serves with init's command line, and its stop and exit status travel as before.
+    from guestagent.client import Client
+
+    socket = tmp_path / "agent.sock"
+    process = run_supervisor(
+        sys.executable, "-m", "guestagent", "serve", "--listen", f"unix://{socket}",
+        "--snp", "none", "--no-containers", "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = Client.connect(f"unix://{socket}")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "no agent"
+                time.sleep(0.05)
+        with client:
+            pid = client.status()["pid"]
+        assert pid != process.pid
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+        assert argv[1:3] == [b"-c", HARNESS.encode()]  # the supervisor's: no interpreter exec'd
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+    (reason,) = result(process)["power_off"]
+    assert reason == f"agent (pid {pid}) ended after a stop signal: exit status 0"
+
+
+def test_a_forked_command_that_fails_reports_its_exit_status() -> None:
+    argv = (sys.executable, "-m", "guestagent", "serve", "--max-frame", "10")
+    (reason,) = result(run_supervisor(*argv))["power_off"]
+    assert reason.endswith("ended unexpectedly: exit status 2")  # EXIT_USAGE
+
+
+def test_only_this_interpreter_running_the_package_is_forked() -> None:
+    from guestagent.init.supervisor import in_process_command
+
+    ours = (sys.executable, "-m", "guestagent", "serve", "--listen", "x")
+    assert in_process_command(ours) == ["serve", "--listen", "x"]
+    assert in_process_command(("/other/python3", *ours[1:])) is None
+    assert in_process_command((sys.executable, "-m", "other", "serve")) is None
+    assert in_process_command((sys.executable, "-I", "-m", "guestagent", "serve")) is None
+    assert in_process_command(("sh", "-c", "exit 3")) is None

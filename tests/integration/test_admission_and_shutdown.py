@@ -176,7 +176,12 @@ def test_a_hanging_runtime_on_create_does_not_hold_the_lock(tmp_path: Path) -> N
         table = agent.dispatcher.table
         assert table["create_container"].reserves  # the real one is decided, then run
         table["hang"] = Operation(
-            "hang", hanging_create, point="create_container", mutating=True, reserves=True
+            "hang",
+            hanging_create,
+            point="create_container",
+            mutating=True,
+            reserves=True,
+            keys=lambda args: ("container:hung",),
         )
         table["mount"] = Operation("mount", mount, point="mount_scratch", mutating=True)
         serving = await started(agent)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.integration.agent_process import AgentProcess, running_agent, wait_for_socket
 
@@ -22,9 +23,9 @@ class KataAgent:
 
 
 @contextmanager
-def kata_agent(*extra_args: str) -> Iterator[KataAgent]:
+def kata_agent(*extra_args: str, **kw: Any) -> Iterator[KataAgent]:
     with tempfile.TemporaryDirectory(prefix="gk-") as sockdir:
         path = str(Path(sockdir) / "kata.sock")
-        with running_agent("--kata", f"unix://{path}", *extra_args) as process:
+        with running_agent("--kata", f"unix://{path}", *extra_args, **kw) as process:
             wait_for_socket(path, process.process)
             yield KataAgent(process, path)

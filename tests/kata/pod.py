@@ -14,6 +14,8 @@ PAUSE = ["/bin/sleep", "1000000"]
 APP = ["/bin/sh", "-c", "echo hello from the pod; read line; echo bye $line >&2; exit 3"]
 EXEC = ["/bin/cat", "/etc/motd"]
 READ_HOSTNAME = ["/bin/cat", "/etc/hostname"]
+# What a container sees of its pod: its IPC and UTS namespaces and its hostname.
+NS_REPORT = ["/bin/sh", "-c", "readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname"]
 SHARED = "/run/kata-containers/shared/containers/"
 # containerd's default spec: RLIMIT_NOFILE, a /run tmpfs; kubelet's BestEffort oomScoreAdj.
 NOFILE = 1024
@@ -63,19 +65,32 @@ def pod_policy(layer_hash: str, state_dir: str = "/run/guestagent", **flags: Any
     policy = {
         "version": 1,
         "containers": [
-            container("pause", PAUSE),
+            container("pause", PAUSE, exec_processes=[{"command": NS_REPORT}]),
             container(
                 "app",
                 APP,
                 exec_processes=[
                     {"command": EXEC, "signals": [15]},
                     {"command": READ_HOSTNAME, "signals": []},
+                    {"command": NS_REPORT},
                 ],
+                # The pod: app joins the pause container's IPC and UTS namespaces.
+                joins={"ipc": "pause", "uts": "pause"},
             ),
             container("hog", HOG),
         ],
         "allow_properties_access": True,
-        "copy_file": {"destinations": [SHARED + "[a-z0-9]+-(hostname|hosts|resolv[.]conf)"]},
+        "sandbox": {"id": "[a-z0-9]+", "hostname": "pod"},  # CreateSandbox's id and hostname
+        "copy_file": {
+            "destinations": [
+                SHARED + "[a-z0-9]+-(hostname|hosts|resolv[.]conf)",
+                # A projected volume: a timestamped directory, ..data and per-key symlinks.
+                SHARED + "[a-z0-9]+-token(/[.a-z0-9_]+){1,2}",
+            ],
+            "symlinks": True,
+            "uid": {"min": 0, "max": 1000},
+            "gid": {"min": 0, "max": 1000},
+        },
         **flags,
     }
     return (json.dumps(policy, indent=2) + "\n").encode()

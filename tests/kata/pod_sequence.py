@@ -5,6 +5,7 @@ host tier drives it on a unix socket, the VM tier on the guest's virtio-serial c
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -45,7 +46,9 @@ async def lifecycle(client: KataClient, policy: bytes, source: str, state_dir: s
     )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=policy.decode()))
-    await rpc("CreateSandbox", agent_pb2.CreateSandboxRequest(hostname="pod", sandbox_id="pod1"))
+    await rpc(
+        "CreateSandbox", agent_pb2.CreateSandboxRequest(hostname="pod", sandbox_id=pod.SANDBOX_ID)
+    )
     details = await rpc(
         "GetGuestDetails",
         agent_pb2.GuestDetailsRequest(mem_block_size=True),
@@ -93,6 +96,17 @@ async def lifecycle(client: KataClient, policy: bytes, source: str, state_dir: s
     await rpc("ExecProcess", agent_pb2.ExecProcessRequest(
         container_id="app", exec_id="e3", process=pod.process(pod.READ_HOSTNAME)))  # fmt: skip
     assert await read_all(client, "ReadStdout", "app", "e3") == b"pod\n"  # CopyFile's file
+    # The pod: app is in the pause container's IPC and UTS namespaces, with its hostname.
+    seen = []
+    for cid, exec_id in ((pod.SANDBOX_ID, "n1"), ("app", "n2")):
+        await rpc("ExecProcess", agent_pb2.ExecProcessRequest(
+            container_id=cid, exec_id=exec_id, process=pod.process(pod.NS_REPORT)))  # fmt: skip
+        seen.append((await read_all(client, "ReadStdout", cid, exec_id)).decode().split())
+    assert seen[0] == seen[1], seen
+    ipc, uts, hostname = seen[0]
+    assert ipc.startswith("ipc:[") and uts.startswith("uts:[") and hostname == "pod"
+    if state_dir is not None:  # host tier: not the agent's own namespaces
+        assert ipc != os.readlink("/proc/self/ns/ipc") and uts != os.readlink("/proc/self/ns/uts")
     # Denied: an exec the policy does not list.
     with pytest.raises(KataRpcError) as denied:
         await rpc("ExecProcess", agent_pb2.ExecProcessRequest(

@@ -196,6 +196,7 @@ def requests(draw: Any, policy: Any) -> dict[str, Any]:
         "rootfs": "/run/rootfs/c1",
         "privileged_reasons": [],
         "host_namespaces": [],
+        "joins": {},
         "unsupported_fields": [],
     }
 
@@ -275,6 +276,7 @@ def test_allowed_data_names_the_surviving_candidates() -> None:
         "privileged": False,
         "privileged_reasons": [],
         "host_namespaces": [],
+        "joins": {},
         "unsupported_fields": [],
         "umask": None,
         **world.RUNTIME_FACTS,

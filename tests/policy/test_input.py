@@ -162,6 +162,7 @@ ORACLE_CREATE = {
     "privileged": lambda v: type(v) is bool,
     "privileged_reasons": _texts,
     "host_namespaces": _texts,
+    "joins": lambda v: type(v) is dict and all(map(_text, v)) and all(map(_text, v.values())),
     "unsupported_fields": _texts,
     "umask": lambda v: v is None or _u32(v),
     "device_conflicts": _texts,

@@ -185,6 +185,7 @@ class PolicyMachine(RuleBasedStateMachine):
             "privileged": False,
             "privileged_reasons": [],
             "host_namespaces": [],
+            "joins": {},
             "unsupported_fields": [],
             "umask": None,
         }

@@ -170,7 +170,8 @@ def test_at_the_fd_limit_never_hello_connections_make_room() -> None:
 
 
 def test_at_the_cap_with_every_connection_past_hello_new_ones_are_told() -> None:
-    with running_agent("--max-connections", "50") as agent:
+    # The unix listener's own cap (50) holds, not the default for every listener (10).
+    with running_agent("--max-connections", "10", "--max-connections", "unix=50") as agent:
         with sockets(49, agent, hello=True) as busy:
             time.sleep(0.5)
             with Client(raw(agent)) as client:  # the 50th: the cap is 50

@@ -32,4 +32,5 @@ def test_boot_timeline_from_qemu_start_to_first_output(make_guest, tmp_path) -> 
     for before, after in zip(result.stages, result.stages[1:], strict=False):
         assert abs(after.start - before.end) * 1000 <= CLOCK_SLACK_MS, (before, after)
     assert 0 < result.handshake < result.first_output
+    assert result.forked  # init's default agent command runs in a fork of init
     assert result.runtime == "crun"  # chosen on the guest's pure cgroup v2 (runc: test_full_flow)

@@ -90,8 +90,13 @@ SCHEMA = Schema(
         "rlimits": RLIMITS,
         "oom_score_adj": OOM_SCORE_ADJ,
         "resources": RESOURCES,
+        # namespace type -> id of the container (the agent started) whose namespace it joins
+        "joins": StrMap,
     }
 )
+# Added to the request by decide_create_container when it joins: namespace type -> the
+# policy container names the joined container matched.
+_JOINED = "joined_policy_names"
 
 
 def _privileged(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -162,6 +167,35 @@ def _mounts(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
     return failure
 
 
+def _joins(c: Container, req: Mapping[str, Any]) -> dict[str, Any] | None:
+    asked = req["joins"]
+    if not asked and not c.joins:
+        return None
+    for ns in sorted({*asked, *c.joins}):
+        owner = c.joins.get(ns)
+        if owner is None:
+            return {
+                "why": f"joins.{ns}: the policy names no {ns} namespace for this container to "
+                f"join (asked: that of container {asked[ns]})",
+                "asked": asked[ns],
+                "allowed": None,
+            }
+        if ns not in asked:
+            return {
+                "why": f"joins.{ns}: the container must join the {ns} namespace of policy "
+                f"container {owner!r}",
+                "asked": None,
+                "allowed": owner,
+            }
+        if req[_JOINED][ns] != (owner,):
+            return {
+                "why": f"joins.{ns}: container {asked[ns]} is not policy container {owner!r}",
+                "asked": list(req[_JOINED][ns]),
+                "allowed": owner,
+            }
+    return None
+
+
 CHECKS = Checks(
     (
         ("argv", proc.argv_equals_command),
@@ -172,6 +206,7 @@ CHECKS = Checks(
         ("seccomp_profile_sha256", _seccomp),
         ("terminal", proc.terminal_allowed),
         ("namespaces", _namespaces),
+        ("joins", _joins),
         ("devices", _devices),
         ("sysctl", _sysctl),
         ("mounts", _mounts),
@@ -213,7 +248,9 @@ def _precheck(
         return deny(
             point,
             "host_namespaces",
-            f"joining an existing {req['host_namespaces'][0]} namespace by path is never allowed",
+            f"linux.namespaces: the {req['host_namespaces'][0]} namespace gives a path: joining "
+            "a namespace by path is never allowed (a pod's containers join by the policy's "
+            "joins, at paths the agent computes)",
             asked=req["host_namespaces"],
             allowed=[],
         )
@@ -241,7 +278,24 @@ def _precheck(
             asked=unknown,
             allowed=sorted(KNOWN_NAMESPACES),
         )
+    for ns, target in req["joins"].items():
+        if target == cid or target not in state.created:
+            return deny(
+                point,
+                "joins",
+                f"joins.{ns}: container {target} is not a created container of this pod",
+                asked=target,
+            )
     return None
+
+
+def _resolve_joins(policy: Policy, state: PolicyState, req: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The request with the policy names of the containers it joins (see _JOINED)."""
+    names = {
+        ns: tuple(sorted({policy.containers[i].name for i in state.candidates.get(target, ())}))
+        for ns, target in req["joins"].items()
+    }
+    return {**req, _JOINED: names}
 
 
 def _matches(
@@ -275,6 +329,8 @@ def decide_create_container(policy: Policy, state: PolicyState, req: Mapping[str
     if early is not None:
         return early
     assert candidates is not None
+    if req["joins"]:
+        req = _resolve_joins(policy, state, req)
     survivors, datas, failures = _matches(policy, candidates, req)
     if not survivors:
         return deny_candidates("create_container", policy, f"container {cid}", failures)

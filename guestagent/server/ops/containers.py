@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from guestagent.attestation.hub import attestation_entry
-from guestagent.containers.bundle import build_bundle_config
-from guestagent.containers.exec_spec import build_exec_process, exec_input
 from guestagent.containers.process import OutputStream, StdioOptions
-from guestagent.containers.spec import read_create
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
+from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 if TYPE_CHECKING:
+    from guestagent.containers.pod_namespaces import JoinedNamespaces
     from guestagent.server.agent import Agent
 
 __all__ = ["OPERATIONS"]
@@ -33,30 +31,58 @@ def _stdio(decision_data: Any, stdin: bool) -> StdioOptions:
     return StdioOptions(stdin=stdin and allowed, stdout=allowed, stderr=allowed)
 
 
+# The spec reader, the bundle writer and the exec builders load with the first request that
+# needs them: the agent answers the handshake without them.
 def prepare_create(agent: Agent, args: dict[str, Any]) -> Prepared:
+    from guestagent.containers.spec import read_create
+
     rootfs = agent.storage.rootfs_target(args["container_id"])
-    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs)
+    facts, seccomp = read_create(args["container_id"], args["spec"], rootfs, args["joins"])
     return Prepared(facts, seccomp)
 
 
 async def create_container(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.containers.pod_namespaces import open_joined
+
+    joined = open_joined(agent.require_containers(), call.facts["joins"])
+    try:
+        return await _create(agent, call, joined)
+    finally:
+        joined.close()
+
+
+async def _create(agent: Agent, call: Call, joined: JoinedNamespaces) -> dict[str, Any]:
+    from guestagent.attestation.hub import attestation_entry
+    from guestagent.containers.bundle import build_bundle_config
+
     manager = agent.require_containers()
     cid = call.args["container_id"]
     assert call.decision is not None
+    joined.check_hostname(call.facts)
     config = build_bundle_config(
-        call.facts, call.decision.data, cgroups_path=manager.cgroups_path(cid), seccomp=call.context
+        call.facts,
+        call.decision.data,
+        cgroups_path=manager.cgroups_path(cid),
+        seccomp=call.context,
+        joined=joined.paths,
     )
     entry = attestation_entry(call.decision.data)
     if entry is not None:
-        if agent.attestation is None:
+        hub = agent.attestation_hub()
+        if hub is None:
             raise AgentError(
                 "the policy grants this container the attestation socket, but there is no "
                 "SEV-SNP backend",
                 code=ErrorCode.SNP_UNAVAILABLE,
             )
-        config["mounts"].append(await agent.attestation.open(cid, entry))
+        config["mounts"].append(await hub.open(cid, entry))
     try:
         state = await manager.create(cid, config, _stdio(call.decision.data, call.args["stdin"]))
+        try:
+            joined.verify(state["pid"])
+        except BaseException:
+            await manager.delete(cid)
+            raise
     except BaseException:
         if agent.attestation is not None:
             await agent.attestation.close(cid)
@@ -69,10 +95,14 @@ async def start_container(agent: Agent, call: Call) -> dict[str, Any]:
 
 
 def prepare_exec(agent: Agent, args: dict[str, Any]) -> Prepared:
+    from guestagent.containers.exec_spec import exec_input
+
     return Prepared(exec_input(args["container_id"], args["process"]))
 
 
 async def exec_process(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.containers.exec_spec import build_exec_process
+
     assert call.decision is not None
     process = build_exec_process(call.args["process"], call.decision.data)
     exec_id = await agent.require_containers().exec(
@@ -175,10 +205,34 @@ def list_containers(agent: Agent, call: Call) -> dict[str, Any]:
     return {"containers": agent.require_containers().list()}
 
 
+def _joins_check(value: dict[str, Any] | None) -> str | None:
+    for ns, owner in (value or {}).items():
+        if ns not in SHARED_NAMESPACES:
+            return f"key {ns!r}: only {', '.join(SHARED_NAMESPACES)} namespaces are joined"
+        if not isinstance(owner, str) or identifier().check(owner):
+            return f"{ns}: must be the id of a container of this agent"
+    return None
+
+
 def _positive(value: float | None) -> str | None:
     return None if value is None or value > 0 else "must be positive"
 
 
+def container_key(args: dict[str, Any]) -> tuple[str, ...]:
+    """Requests about one container run one after another (see rpc/resources.py)."""
+    return (f"container:{args['container_id']}",)
+
+
+def _create_keys(args: dict[str, Any]) -> tuple[str, ...]:
+    """The container, and those whose namespaces it joins: none of them may change (be
+    deleted, signalled, narrowed) between the decision and the runtime's create."""
+    joined = (f"container:{owner}" for owner in (args["joins"] or {}).values())
+    return (*container_key(args), *joined)
+
+
+# Each decides and reserves under the mutation lock, then waits on the runtime without it.
+LIFECYCLE = {"mutating": True, "reserves": True, "keys": container_key}
+CREATE = {**LIFECYCLE, "keys": _create_keys}
 CID = {"container_id": identifier()}
 PROCESS_REF = {**CID, "exec_id": optional_identifier()}
 TIMEOUT = Field((int, float, type(None)), default=None, check=_positive)
@@ -190,18 +244,23 @@ OPERATIONS = [
         create_container,
         point="create_container",
         prepare=prepare_create,
-        mutating=True,
-        reserves=True,
-        args={**CID, "spec": Field((dict,)), "stdin": Field((bool,), default=False)},
-        summary="create a container from an OCI spec on its verified overlay",
+        **CREATE,
+        args={
+            **CID,
+            "spec": Field((dict,)),
+            "stdin": Field((bool,), default=False),
+            "joins": Field((dict, type(None)), default=None, check=_joins_check),
+        },
+        summary="create a container from an OCI spec on its verified overlay, joining the "
+        "namespaces of the pod's containers the policy names",
     ),
-    Operation("start_container", start_container, point="start_container", mutating=True, args=CID),
+    Operation("start_container", start_container, point="start_container", **LIFECYCLE, args=CID),
     Operation(
         "exec_process",
         exec_process,
         point="exec_in_container",
         prepare=prepare_exec,
-        mutating=True,
+        **LIFECYCLE,
         args={**PROCESS_REF, "process": Field((dict,)), "stdin": Field((bool,), default=False)},
     ),
     Operation(
@@ -209,7 +268,7 @@ OPERATIONS = [
         signal_process,
         point="signal_container_process",
         prepare=prepare_signal,
-        mutating=True,
+        **LIFECYCLE,
         args={
             **PROCESS_REF,
             "signal": Field(
@@ -218,7 +277,7 @@ OPERATIONS = [
         },
     ),
     Operation(
-        "delete_container", delete_container, point="shutdown_container", mutating=True, args=CID
+        "delete_container", delete_container, point="shutdown_container", **LIFECYCLE, args=CID
     ),
     Operation("wait_process", wait_process, **STATE, args={**PROCESS_REF, "timeout": TIMEOUT}),
     Operation(

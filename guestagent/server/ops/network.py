@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from guestagent.network.files import write_hosts as write_hosts_file
-from guestagent.network.files import write_resolv_conf as write_resolv_file
-from guestagent.network.links import Network
 from guestagent.protocol.schema import Field, identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
 
 if TYPE_CHECKING:
+    from guestagent.network.links import Network
     from guestagent.server.agent import Agent
 
 __all__ = ["OPERATIONS"]
@@ -25,6 +23,13 @@ __all__ = ["OPERATIONS"]
 NAME = Field((str,), max_len=15)
 TEXT = Field((str,), max_len=256)
 TEXTS = Field((list,), default=[], items=str, max_len=64)
+
+
+def _network() -> Network:
+    """The netlink session of one request; the network package loads with the first."""
+    from guestagent.network.links import Network
+
+    return Network()
 
 
 def _facts(kind: str, interface: str | None = None) -> Any:
@@ -44,27 +49,27 @@ async def prepare_route(agent: Agent, args: dict[str, Any]) -> Prepared:
     wherever the policy constrains interface names."""
     facts: dict[str, Any] = {"kind": "route", **args}
     if args["interface"] is None:
-        async with Network() as net:
+        async with _network() as net:
             facts["interface"] = await net.egress_interface(args["gateway"])
     return Prepared(facts)
 
 
 async def set_link(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
-    async with Network() as net:
+    async with _network() as net:
         if args["up"] is False:
             return await net.link_down(args["interface"])
         return await net.link_up(args["interface"], mtu=args["mtu"])
 
 
 async def add_address(agent: Agent, call: Call) -> dict[str, Any]:
-    async with Network() as net:
+    async with _network() as net:
         return await net.add_address(call.args["interface"], call.args["address"])
 
 
 async def add_route(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
-    async with Network() as net:
+    async with _network() as net:
         return await net.add_route(
             args["destination"],
             gateway=args["gateway"],
@@ -75,12 +80,12 @@ async def add_route(agent: Agent, call: Call) -> dict[str, Any]:
 
 async def add_neighbor(agent: Agent, call: Call) -> dict[str, Any]:
     args = call.args
-    async with Network() as net:
+    async with _network() as net:
         return await net.add_neighbour(args["interface"], args["address"], args["lladdr"])
 
 
 async def list_network(agent: Agent, call: Call) -> dict[str, Any]:
-    async with Network() as net:
+    async with _network() as net:
         return {"interfaces": await net.list_interfaces(), "routes": await net.list_routes()}
 
 
@@ -92,6 +97,8 @@ def shared_dir(agent: Agent) -> str:
 
 # The file writes fsync: they run in a thread, never on the event loop.
 async def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.network.files import write_resolv_conf as write_resolv_file
+
     args = call.args
     return await asyncio.to_thread(
         write_resolv_file,
@@ -104,6 +111,8 @@ async def write_resolv_conf(agent: Agent, call: Call) -> dict[str, Any]:
 
 
 async def write_hosts(agent: Agent, call: Call) -> dict[str, Any]:
+    from guestagent.network.files import write_hosts as write_hosts_file
+
     entries = [(e["address"], e["names"]) for e in call.args["entries"]]
     return await asyncio.to_thread(
         write_hosts_file, shared_dir(agent), call.args["container_id"], entries

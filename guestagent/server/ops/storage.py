@@ -106,13 +106,31 @@ def _layer_ids(value: list[str]) -> str | None:
     return None
 
 
+def _layer_key(args: dict[str, Any]) -> tuple[str, ...]:
+    return (f"layer:{args['layer_id']}",)
+
+
+def _container_key(args: dict[str, Any]) -> tuple[str, ...]:
+    return (f"container:{args['container_id']}",)  # its scratch and overlay are its own
+
+
+def _overlay_keys(args: dict[str, Any]) -> tuple[str, ...]:
+    return (*_container_key(args), *(f"layer:{layer_id}" for layer_id in args["layer_ids"]))
+
+
+# veritysetup, hash checks and mkfs run after the reservation, without the mutation lock.
+# The overlays' effect is one mount(2) and their decision changes the layers' user lists
+# (entries no single resource key covers), so they hold the lock from decision to commit.
+LAYER = {"mutating": True, "reserves": True, "keys": _layer_key}
+SCRATCH = {"mutating": True, "reserves": True, "keys": _container_key}
+
 OPERATIONS = [
     Operation(
         "mount_layer",
         mount_layer,
         point="mount_device",
         prepare=prepare_mount_layer,
-        mutating=True,
+        **LAYER,
         args={"layer_id": identifier(), "source": Field((str,), max_len=4096)},
         summary="open a layer as dm-verity (root hash computed, checked by policy)",
     ),
@@ -121,7 +139,7 @@ OPERATIONS = [
         unmount_layer,
         point="unmount_device",
         prepare=prepare_unmount_layer,
-        mutating=True,
+        **LAYER,
         args={"layer_id": identifier()},
     ),
     Operation(
@@ -129,7 +147,7 @@ OPERATIONS = [
         mount_scratch,
         point="mount_scratch",
         prepare=prepare_mount_scratch,
-        mutating=True,
+        **SCRATCH,
         args={
             "container_id": identifier(),
             "device": Field((str, type(None)), default=None, max_len=4096),
@@ -140,7 +158,7 @@ OPERATIONS = [
         unmount_scratch,
         point="unmount_scratch",
         prepare=prepare_unmount_scratch,
-        mutating=True,
+        **SCRATCH,
         args={"container_id": identifier()},
     ),
     Operation(
@@ -149,6 +167,7 @@ OPERATIONS = [
         point="mount_overlay",
         prepare=prepare_mount_overlay,
         mutating=True,
+        keys=_overlay_keys,
         args={
             "container_id": identifier(),
             "layer_ids": Field((list,), items=str, max_len=128, check=_layer_ids),
@@ -160,6 +179,7 @@ OPERATIONS = [
         point="unmount_overlay",
         prepare=prepare_unmount_overlay,
         mutating=True,
+        keys=_container_key,
         args={"container_id": identifier()},
     ),
 ]

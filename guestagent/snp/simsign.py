@@ -1,0 +1,95 @@
+"""The simulated secure processor's ECDSA P-384 signature, here or in a short-lived child.
+
+On hardware the PSP signs and the agent never maps a line of OpenSSL. The simulator's agent
+(`serve --snp sim`) keeps that shape: it derives the key's scalar itself (hashlib only) and
+hands scalar and message to a child interpreter that loads cryptography, signs once and exits,
+so cryptography's libraries and objects never become part of the long-lived agent. Tools and
+tests sign in their own process (`sign_child.sign_p384`); the child runs that module.
+
+The scalar travels over the child's stdin, never its command line or environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from guestagent.snp.errors import SnpUnavailableError
+from guestagent.snp.sign_child import sign_p384
+
+if TYPE_CHECKING:  # the agent's own: the child imports this module without them
+    from guestagent.containers.children import Child
+
+__all__ = ["ChildSigner", "sign_p384"]
+
+CHILD_TIMEOUT = 120.0  # seconds: a cold interpreter under software emulation is slow
+# The child runs isolated (-I) and without site (-S: no .pth files to process, which is most
+# of an interpreter's start), as a script that imports only cryptography.
+_SCRIPT = str(Path(__file__).with_name("sign_child.py"))
+
+
+class ChildSigner:
+    """`sign_p384` run by a child interpreter per signature. `start_ahead` starts the next
+    child before it is needed, so its interpreter and cryptography load while the caller
+    works (the agent: while it loads the policy engine to adopt a policy given at start-up).
+
+    Children are reaped through the agent's reaper when one is installed (call `sign` from a
+    worker thread then, as the agent does); a child started ahead before the reaper existed is
+    not used after it, but killed and left to the reaper.
+    """
+
+    def __init__(self) -> None:
+        self._ahead: Child | None = None
+        self._ahead_reaper: object | None = None
+
+    def start_ahead(self) -> None:
+        from guestagent.containers.reaper import Reaper
+
+        if self._ahead is None:
+            self._ahead, self._ahead_reaper = self._start(), Reaper.active()
+
+    def sign(self, scalar: int, message: bytes) -> tuple[int, int]:
+        from guestagent.containers.reaper import Reaper
+
+        child, self._ahead = self._ahead, None
+        if child is not None and self._ahead_reaper is not Reaper.active():
+            child.kill()  # its status now belongs to the reaper installed since
+            child = None
+        return self._finish(child or self._start(), scalar, message)
+
+    @staticmethod
+    def _start() -> Child:
+        from guestagent.containers import children
+
+        spec = importlib.util.find_spec("cryptography")  # located, not imported
+        if spec is None or spec.origin is None:
+            raise SnpUnavailableError("the simulated secure processor needs cryptography")
+        library = str(Path(spec.origin).parents[1])
+        argv = [sys.executable, "-S", "-I", _SCRIPT, library]
+        try:
+            return children.start(argv, stdin=subprocess.PIPE)
+        except OSError as exc:
+            raise SnpUnavailableError(f"simulated secure processor did not start: {exc}") from None
+
+    @staticmethod
+    def _finish(child: Child, scalar: int, message: bytes) -> tuple[int, int]:
+        from guestagent.containers import children
+
+        assert child.stdin is not None
+        with contextlib.suppress(OSError):  # it died before reading: its stderr says why
+            child.stdin.write(f"{scalar:x} {message.hex()}\n".encode())
+            child.stdin.close()
+        done = children.complete(child, timeout=CHILD_TIMEOUT, limit=1 << 16)
+        try:
+            if done.returncode != 0 or done.timed_out:
+                raise ValueError(done.stderr.decode(errors="replace").strip()[-500:] or "no output")
+            r, s = (int(part, 16) for part in done.stdout.split())
+        except ValueError as exc:
+            raise SnpUnavailableError(
+                f"simulated secure processor failed to sign (exit {done.returncode}): {exc}"
+            ) from None
+        return r, s

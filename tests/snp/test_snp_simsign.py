@@ -1,0 +1,72 @@
+"""The simulator signing apart: a child's signature verifies like one made in process, the
+chip's HKDF equals cryptography's, and a child started ahead is used once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from guestagent.snp import simsign
+from guestagent.snp.amdcerts import load_certificate
+from guestagent.snp.errors import SnpUnavailableError
+from guestagent.snp.sim import SimBackend, SimConfig
+from guestagent.snp.simstate import hkdf_sha384
+from guestagent.snp.verify import VerifyOptions, verify_report
+
+NONCE = bytes(range(64))
+
+
+def _verify(backend: SimBackend, raw: bytes, **options):
+    """Verified against the simulator's own chain (its ARK trusted)."""
+    table = backend.get_certificates()
+    chain = [load_certificate(table.ask), load_certificate(table.ark)]
+    options = VerifyOptions(trusted_roots=(chain[1],), **options)
+    return verify_report(raw, load_certificate(table.vcek), chain, options)
+
+
+@pytest.mark.parametrize("length", [1, 32, 48, 64, 100])
+def test_the_chips_hkdf_equals_cryptographys(length: int) -> None:
+    secret, salt, info = os.urandom(32), b"guestagent-snp-sim", b"label:%d" % length
+    oracle = HKDF(hashes.SHA384(), length, salt=salt, info=info).derive(secret)
+    assert hkdf_sha384(secret, salt=salt, info=info, length=length) == oracle
+
+
+def test_a_report_signed_in_a_child_verifies_and_matches_the_in_process_one(milan_state):
+    host_data = b"\x17" * 32
+    apart = SimBackend(milan_state, SimConfig(host_data=host_data), sign_in_child=True)
+    here = SimBackend(milan_state, SimConfig(host_data=host_data))
+    assert apart.describe()["signs_in"] == "a child process"
+    raw = apart.get_report(NONCE)
+    result = _verify(apart, raw, expected_host_data=host_data, expected_report_data=NONCE)
+    assert result.ok, [c.describe() for c in result.failures]
+    # Same chip, same key: the in-process backend's certificate verifies the child's report.
+    assert _verify(here, raw, expected_host_data=host_data).ok
+
+
+def test_a_child_started_ahead_signs_once_then_a_fresh_one_signs(milan_state, monkeypatch):
+    backend = SimBackend(milan_state, sign_in_child=True)
+    signer = backend.child_signer
+    started = []
+    real_start = simsign.ChildSigner._start
+    monkeypatch.setattr(
+        simsign.ChildSigner, "_start", staticmethod(lambda: started.append(1) or real_start())
+    )
+    signer.start_ahead()
+    signer.start_ahead()  # one waiting child at most
+    assert len(started) == 1
+    first = backend.get_report(NONCE)
+    assert len(started) == 1  # the waiting child signed
+    second = backend.get_report(NONCE)
+    assert len(started) == 2
+    for raw in (first, second):
+        assert _verify(backend, raw, expected_report_data=NONCE).ok
+
+
+def test_a_child_that_cannot_sign_is_snp_unavailable(milan_state, monkeypatch):
+    backend = SimBackend(milan_state, sign_in_child=True)
+    monkeypatch.setattr(simsign, "_SCRIPT", os.devnull)  # runs, prints nothing
+    with pytest.raises(SnpUnavailableError, match="failed to sign"):
+        backend.get_report(NONCE)
