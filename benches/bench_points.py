@@ -69,6 +69,7 @@ def scenario(policy: Policy, index: int) -> dict[str, tuple[PolicyState, dict[st
         capabilities=create["capabilities"],
         no_new_privileges=True,
         terminal=False,
+        umask=None,
     )
     scratch = {"target": "/run/scratch/s1", "encrypted": True}
     with_scratch = _step(policy, EMPTY_STATE, "mount_scratch", scratch)

@@ -196,6 +196,7 @@ def exec_request(cid: str) -> dict[str, Any]:
         },
         "no_new_privileges": True,
         "terminal": False,
+        "umask": None,
     }
 
 

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from guestagent.capabilities import ALL_CAPABILITIES
+from guestagent.containers.spec_defaults import HOST_NAME_MAX
 from guestagent.errors import InvalidArgumentError
+from guestagent.printable import ARGV_CONTROLS, first_control
 from guestagent.runtime_defaults import OOM_SCORE_ADJ_RANGE, RLIMIT_TYPES
 
 __all__ = [
@@ -85,6 +87,31 @@ def read_int(value: Any, path: str, *, low: int = 0, high: int = MAX_ID) -> int:
 
 def read_str_list(value: Any, path: str) -> list[str]:
     return [read_str(item, f"{path}[{i}]") for i, item in enumerate(read_list(value, path))]
+
+
+def read_args(value: Any, path: str) -> list[str]:
+    """A process's argv: not empty, and no control character but tab and newline. A policy
+    command can hold no other (policy/_reader.py), so an argument with one could match no
+    rule: refused here, naming it; tab and newline match only where the command has them."""
+    args = read_str_list(value, path)
+    if not args or not args[0]:
+        raise _fail(path, "must not be empty")
+    for i, arg in enumerate(args):
+        where = first_control(arg, ARGV_CONTROLS)
+        if where is not None:
+            raise _fail(f"{path}[{i}]", f"control character {where}: only tab and newline")
+    return args
+
+
+def read_hostname(value: Any, path: str) -> str:
+    """A hostname sethostname(2) takes (at most HOST_NAME_MAX bytes), without controls."""
+    name = read_str(value, path)
+    if len(name.encode("utf-8", "surrogatepass")) > HOST_NAME_MAX:
+        raise _fail(path, f"longer than {HOST_NAME_MAX} bytes")
+    where = first_control(name)
+    if where is not None:
+        raise _fail(path, f"control character {where}")
+    return name
 
 
 def read_env(value: Any, path: str) -> list[str]:

@@ -8,12 +8,12 @@ from typing import Any
 
 from guestagent.containers._specfields import (
     check_keys,
+    read_args,
     read_bool,
     read_capabilities,
     read_env,
     read_map,
     read_str,
-    read_str_list,
     read_user,
 )
 from guestagent.containers.spec import EXEC_UNSUPPORTED, PROCESS_FIELDS
@@ -35,11 +35,7 @@ def _parse(process: Any) -> dict[str, Any]:
             f"exec process field {unsupported[0]} is not supported",
             details={"path": unsupported[0], "unsupported": unsupported},
         )
-    argv = read_str_list(process.get("args"), "process.args")
-    if not argv or not argv[0]:
-        raise InvalidArgumentError(
-            "process.args must not be empty", details={"path": "process.args"}
-        )
+    argv = read_args(process.get("args"), "process.args")
     return {
         "argv": argv,
         "env": read_env(process.get("env", []), "process.env"),
@@ -66,6 +62,7 @@ def exec_input(container_id: str, process: Mapping[str, Any]) -> dict[str, Any]:
         "capabilities": parsed["capabilities"],
         "no_new_privileges": parsed["no_new_privileges"],
         "terminal": parsed["terminal"],
+        "umask": user.get("umask"),
     }
 
 
@@ -86,12 +83,6 @@ def build_exec_process(process: Mapping[str, Any], decision_data: Mapping[str, A
         else read_capabilities(caps, "decision.capabilities"),
         "noNewPrivileges": parsed["no_new_privileges"],
     }
-    # The container's umask (the policy's); an exec stating another one is refused below.
-    umask = decision_data.get("umask", DEFAULT_UMASK)
-    if user.get("umask", umask) != umask:
-        raise InvalidArgumentError(
-            f"exec process umask {user['umask']:04o} differs from the container's {umask:04o}",
-            details={"path": "process.user.umask"},
-        )
-    built["user"]["umask"] = umask
+    # The container's umask (the policy's): the decision refused an exec stating another.
+    built["user"]["umask"] = decision_data.get("umask", DEFAULT_UMASK)
     return built

@@ -24,10 +24,12 @@ from guestagent.containers._specfields import (
     check_keys,
     has_hooks,
     optional_paths,
+    read_args,
     read_bool,
     read_capabilities,
     read_devices,
     read_env,
+    read_hostname,
     read_int,
     read_list,
     read_map,
@@ -37,7 +39,6 @@ from guestagent.containers._specfields import (
     read_resources,
     read_rlimits,
     read_str,
-    read_str_list,
     read_sysctl,
     read_user,
 )
@@ -168,11 +169,7 @@ def parse_spec(spec: Any) -> ParsedSpec:
         unsupported.append("domainname")
     _accepted_not_applied(spec, process, linux)
     user, user_unsupported = read_user(process.get("user", {}))
-    args = read_str_list(process.get("args"), "process.args")
-    if not args or not args[0]:
-        raise InvalidArgumentError(
-            "invalid OCI spec: process.args: must not be empty", details={"path": "process.args"}
-        )
+    args = read_args(process.get("args"), "process.args")
     resources = read_map(linux.get("resources", {}), "linux.resources")
     return ParsedSpec(
         argv=args,
@@ -184,7 +181,7 @@ def parse_spec(spec: Any) -> ParsedSpec:
             process.get("noNewPrivileges", False), "process.noNewPrivileges"
         ),
         terminal=read_bool(process.get("terminal", False), "process.terminal"),
-        hostname=read_str(spec.get("hostname", ""), "hostname"),
+        hostname=read_hostname(spec.get("hostname", ""), "hostname"),
         readonly_rootfs=_root(spec, unsupported),
         mounts=read_mounts(spec.get("mounts", []), unsupported),
         namespaces=_namespaces(linux, unsupported),

@@ -6,20 +6,15 @@ policy author is told exactly where the document is wrong.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode
+from guestagent.printable import ARGV_CONTROLS, first_control
 
 __all__ = ["ARGV_CONTROLS", "REQUIRED", "Obj", "PolicyFormatError", "expect_int", "expect_str"]
 
 REQUIRED: Any = object()
-
-# C0, DEL and C1: nothing a name, path, argument or rule needs, and what makes a policy read
-# differently on a terminal or in a log than what it says.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-ARGV_CONTROLS = "\t\n"  # multi-line shell scripts in argv (`sh -c`) are common in pod specs
 
 
 class PolicyFormatError(AgentError):
@@ -52,10 +47,9 @@ def expect_str(
         raise PolicyFormatError(path, f"string longer than {max_len} characters")
     if not allow_empty and not value:
         raise PolicyFormatError(path, "must not be empty")
-    for found in _CONTROL.finditer(value):
-        if found.group() not in controls:
-            where = f"U+{ord(found.group()):04X} at offset {found.start()}"
-            raise PolicyFormatError(path, f"must not contain control characters ({where})")
+    where = first_control(value, controls)
+    if where is not None:
+        raise PolicyFormatError(path, f"must not contain control characters ({where})")
     return value
 
 

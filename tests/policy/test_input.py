@@ -42,6 +42,7 @@ EXEC_KEYS = (
     "capabilities",
     "no_new_privileges",
     "terminal",
+    "umask",
 )
 EXEC = {k: copy.deepcopy(CREATE[k]) for k in EXEC_KEYS}
 
@@ -149,6 +150,7 @@ _PROCESS = {
     "capabilities": lambda v: _fields(v, _CAPS),
     "no_new_privileges": lambda v: type(v) is bool,
     "terminal": lambda v: type(v) is bool,
+    "umask": lambda v: v is None or _u32(v),
 }
 ORACLE_CREATE = {
     **_PROCESS,

@@ -232,6 +232,7 @@ class PolicyMachine(RuleBasedStateMachine):
         cid = self._pick(data, self.gate.state.started)
         base = self.created.get(cid, (self._valid_create(cid, 0), {}))[0]
         keys = ("env", "working_dir", "user", "capabilities", "no_new_privileges", "terminal")
+        keys += ("umask",)
         self._ask(
             "exec_in_container", {"container_id": cid, "argv": argv, **{k: base[k] for k in keys}}
         )

@@ -202,6 +202,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "capabilities": CAPS,
         "no_new_privileges": True,
         "terminal": False,
+        "umask": None,
     },
 }
 TEMPLATES["create_priv"] = {

@@ -19,10 +19,12 @@ from guestagent.policy.rules._input import (
     U32,
     USER,
     OptionalStr,
+    OptionalU32,
     Schema,
     check_input,
 )
 from guestagent.policy.rules._match import match_env
+from guestagent.policy.rules._runtime import umask_allowed
 from guestagent.policy.state import PolicyState
 
 __all__ = [
@@ -46,6 +48,7 @@ EXEC_SCHEMA = Schema(
         "capabilities": CAPS,
         "no_new_privileges": BOOL,
         "terminal": BOOL,
+        "umask": OptionalU32,  # null: the container's (the policy's) umask
     }
 )
 _CONTAINER = Schema({"container_id": STR})
@@ -95,8 +98,9 @@ EXEC_CHECKS = Checks(
         ("user", proc.user_allowed),
         ("no_new_privileges", proc.no_new_privileges_kept),
         ("terminal", proc.terminal_allowed),
+        ("umask", umask_allowed),
     ),
-    absent={"terminal": False},
+    absent={"terminal": False, "umask": None},
 )
 
 
