@@ -159,9 +159,7 @@ def test_the_container_gets_only_what_the_policy_allows(tmp_path, motd_rootfs, o
 def test_a_masked_path_the_policy_allows_reads_empty_inside(tmp_path, motd_rootfs):
     """The masking attack with a policy that allows it: the spec's masked path applies (and
     the agent's stay); the same spec against a policy without it is denied (below)."""
-    spec = spec_of(
-        linux={"devices": [{"path": DEVICE, "type": "c"}], "maskedPaths": ["/etc/motd"]}
-    )
+    spec = spec_of(linux={"devices": [{"path": DEVICE, "type": "c"}], "maskedPaths": ["/etc/motd"]})
     del spec["hostname"]
     lines = run_allowed(tmp_path, policy_of(masked_paths=["/etc/motd"]), spec, motd_rootfs)
     assert lines[6:8] == ["motd=", "masked=0"]
