@@ -52,7 +52,11 @@ def policy(layer_hash: str) -> bytes:
             "hostname": "demo",  # the native spec's (assets.host_spec); the Kata one names none
         }
 
-    document = {"version": 1, "containers": [container("true", TRUE), container("hold", HOLD)]}
+    document = {
+        "version": 1,
+        "containers": [container("true", TRUE), container("hold", HOLD)],
+        "sandbox": {"id": "bench"},
+    }
     return json.dumps(document).encode()
 
 

@@ -1,9 +1,11 @@
-"""CopyFile: the shim's hostname, hosts and resolv.conf files, in offset-ordered chunks.
+"""CopyFile: the shim's hostname, hosts and resolv.conf files (in offset-ordered chunks),
+and the directories and symlinks of projected volumes, each with its owner.
 
 Chunks are gathered here (bounded: the native copy limit) and the whole file is written by
-one native copy_file (point copy_file: the policy rules the destination, mode and size), so
-a file is either all there or not at all. Directories are created by the file writes beneath
-them; symlinks and owners other than root have no rule yet and are refused by name.
+one native copy_file (point copy_file: the policy rules the destination, mode, size, kind,
+owner and a symlink's target), so a file is either all there or not at all. As in Kata's
+agent, a symlink's target is the request's data (one message); a directory carries none.
+A uid or gid of -1 (unset) is root's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["RPCS"]
 SERVICE = "grpc.AgentService"
 MAX_PENDING_FILES = 4
 MAX_COPY = 16 << 20  # the native copy_file's data limit: a bigger file could never be written
+_KINDS = (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
 
 
 async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) -> empty_pb2.Empty:
@@ -34,18 +37,33 @@ async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) ->
         {"path", "file_size", "file_mode", "dir_mode", "uid", "gid", "offset", "data"},
     )
     kind = stat.S_IFMT(request.file_mode)
-    if kind == stat.S_IFDIR:
-        return empty_pb2.Empty()  # made, root-owned 0755, by the first file written inside
-    if kind not in (0, stat.S_IFREG):
+    if kind not in _KINDS:
         raise InvalidArgumentError(
-            f"CopyFile of {request.path!r}: only regular files and directories are copied "
-            "(a symlink would let a mount follow a host-chosen target)"
+            f"CopyFile of {request.path!r}: file_mode {oct(request.file_mode)} is not a "
+            "regular file, directory or symlink"
         )
-    if request.uid not in (0, -1) or request.gid not in (0, -1):
-        raise InvalidArgumentError(
-            f"CopyFile of {request.path!r}: owner {request.uid}:{request.gid} has no rule; "
-            "copied files belong to root"
-        )
+    owner = {"uid": max(request.uid, 0), "gid": max(request.gid, 0)}
+    mode = request.file_mode & 0o7777
+    if kind in (stat.S_IFDIR, stat.S_IFLNK):
+        if request.offset or len(request.data) != request.file_size:
+            raise InvalidArgumentError(
+                f"CopyFile of {request.path!r}: a directory or symlink comes in one message "
+                "(offset 0, file_size the length of data)"
+            )
+        args: dict[str, object] = {"destination": request.path, "data": b"", "mode": mode, **owner}
+        if kind == stat.S_IFDIR:
+            if request.data:
+                raise InvalidArgumentError(f"CopyFile of {request.path!r}: a directory has no data")
+            args["kind"] = "directory"
+        else:
+            try:
+                args.update(kind="symlink", target=request.data.decode())
+            except UnicodeDecodeError:
+                raise InvalidArgumentError(
+                    f"CopyFile of {request.path!r}: the symlink target is not UTF-8"
+                ) from None
+        await context.native("copy_file", args)
+        return empty_pb2.Empty()
     if not 0 <= request.file_size <= MAX_COPY:
         raise InvalidArgumentError(f"CopyFile.file_size must be 0..{MAX_COPY} bytes")
     pending = context.sandbox.copies
@@ -68,7 +86,7 @@ async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) ->
     pending.pop(request.path, None)
     await context.native(
         "copy_file",
-        {"destination": request.path, "data": bytes(buffer), "mode": request.file_mode & 0o7777},
+        {"destination": request.path, "data": bytes(buffer), "mode": mode, **owner},
     )
     return empty_pb2.Empty()
 

@@ -2,14 +2,20 @@
 
 Each change is the native operation of the same kind (point network_change): set_link and
 add_address for an interface, add_route per route, add_neighbor per neighbour. Interfaces are
-named, never found by the host's PCI path; a hardware address the host states is checked
-against the link (read-only), never set. Routes and neighbours are added, not replaced.
-Listing is the native list_network (point get_properties).
+named, never found by what the host says of them: a hardware address (`hwAddr`) and a PCI
+path (`devicePath`) the host states are checked against the named link (read-only), never
+used to pick one or set. `type` names the host side's endpoint kind (the guest sees a NIC
+either way): one of Kata's names is accepted and changes nothing. `raw_flags` may only say
+what an up link is (the agent brings it up itself); any other flag (NOARP, PROMISC, ...) has
+no rule and is refused by name. Routes and neighbours are added, not replaced. Listing is the
+native list_network (point get_properties).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
@@ -26,6 +32,36 @@ __all__ = ["RPCS"]
 
 SERVICE = "grpc.AgentService"
 NUD_PERMANENT = 0x80
+# Kata's endpoint types (virtcontainers' EndpointType): the host side of the guest's NIC.
+ENDPOINT_TYPES = frozenset(
+    ("", "virtual", "physical", "veth", "tap", "tuntap", "macvtap", "ipvlan", "vhost-user",
+     "vfio")
+)  # fmt: skip
+# net_device_flags that describe an up link and ask nothing the agent does not do anyway.
+UP_FLAGS = {"IFF_UP": 0x1, "IFF_BROADCAST": 0x2, "IFF_RUNNING": 0x40, "IFF_MULTICAST": 0x1000,
+            "IFF_LOWER_UP": 0x10000}  # fmt: skip
+FLAG_NAMES = {
+    0x4: "IFF_DEBUG", 0x8: "IFF_LOOPBACK", 0x10: "IFF_POINTOPOINT", 0x20: "IFF_NOTRAILERS",
+    0x80: "IFF_NOARP", 0x100: "IFF_PROMISC", 0x200: "IFF_ALLMULTI", 0x400: "IFF_MASTER",
+    0x800: "IFF_SLAVE", 0x2000: "IFF_PORTSEL", 0x4000: "IFF_AUTOMEDIA", 0x8000: "IFF_DYNAMIC",
+    0x20000: "IFF_DORMANT", 0x40000: "IFF_ECHO",
+}  # fmt: skip
+_PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:([0-9a-f]{2})\.[0-7]")
+SYS_NET = "/sys/class/net"
+
+
+def pci_path(device_realpath: str) -> str:
+    """Kata's PCI path (the slot at each bus level, "02/00") of a sysfs device path."""
+    slots = [
+        m.group(1) for part in device_realpath.split("/") if (m := _PCI_ADDRESS.fullmatch(part))
+    ]
+    return "/".join(slots)
+
+
+def refused_flags(raw_flags: int) -> list[str]:
+    """The flags in `raw_flags` that have no rule (by name, or as hex if the kernel has none)."""
+    extra = raw_flags & ~sum(UP_FLAGS.values())
+    return [FLAG_NAMES.get(1 << b, hex(1 << b)) for b in range(32) if extra & (1 << b)]
 
 
 def _cidr(address: types_pb2.IPAddress, path: str) -> str:
@@ -47,10 +83,26 @@ async def update_interface(
 ) -> types_pb2.Interface:
     interface = request.interface
     path = "UpdateInterfaceRequest.interface"
-    allow_only(interface, {"device", "name", "IPAddresses", "mtu", "hwAddr"}, path)
+    allow_only(
+        interface,
+        {"device", "name", "IPAddresses", "mtu", "hwAddr", "devicePath", "type", "raw_flags"},
+        path,
+    )
     name = interface.name or interface.device
     if not name or (interface.device and interface.device != name):
         raise InvalidArgumentError(f"{path}: name the interface (device, if set, must equal it)")
+    if interface.type not in ENDPOINT_TYPES:
+        raise InvalidArgumentError(
+            f"{path}.type {interface.type!r} is none of Kata's endpoint types "
+            f"{sorted(ENDPOINT_TYPES - {''})}"
+        )
+    if refused := refused_flags(interface.raw_flags):
+        raise InvalidArgumentError(
+            f"{path}.raw_flags: {', '.join(refused)} has no rule; only "
+            f"{', '.join(UP_FLAGS)} (an up link, which the agent makes) may be given"
+        )
+    if interface.devicePath:
+        _check_pci_path(name, interface.devicePath, f"{path}.devicePath")
     if interface.hwAddr:
         link = next((x for x in await _links(context) if x["ifname"] == name), None)
         if link is None or (link["mac"] or "").lower() != interface.hwAddr.lower():
@@ -63,6 +115,18 @@ async def update_interface(
     for cidr in cidrs:
         await context.native("add_address", {"interface": name, "address": cidr})
     return interface
+
+
+def _check_pci_path(name: str, stated: str, path: str) -> None:
+    try:
+        actual = pci_path(os.path.realpath(os.path.join(SYS_NET, name, "device"), strict=True))
+    except (OSError, ValueError):
+        actual = ""
+    if not actual or actual != stated:
+        raise InvalidArgumentError(
+            f"{path} {stated} is not the PCI path of {name} ({actual or 'none'}): the agent "
+            "checks it, it never finds an interface by the host's PCI path"
+        )
 
 
 async def update_routes(

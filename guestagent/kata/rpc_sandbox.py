@@ -1,10 +1,12 @@
 """CreateSandbox, DestroySandbox, GetGuestDetails, SetPolicy, GetOOMEvent,
 RemoveStaleVirtiofsShareMounts.
 
-CreateSandbox records the pod (its id and hostname) and changes nothing in the guest: every
-container is still ruled when it is created. Anything CreateSandbox could ask the guest to
-do that no rule covers (kernel modules, guest hooks, storages, a shared pid or user
-namespace, DNS lines) is refused by name. SetPolicy is the native set_policy: adopted only if
+CreateSandbox is the native create_sandbox (point create_sandbox: the policy's `sandbox`
+rules the pod's id and hostname, and refuses a shared pid namespace), then records the pod;
+it changes nothing in the guest: every container is still ruled when it is created, and the
+pod's shared namespaces are its pause container's (the policy's `joins`). Anything else
+CreateSandbox could ask the guest to do (kernel modules, guest hooks, storages, DNS lines)
+has no rule and is refused by name. SetPolicy is the native set_policy: adopted only if
 its SHA-256 equals the report's HOST_DATA.
 """
 
@@ -40,7 +42,7 @@ MEMORY_BLOCK_SIZE = Path("/sys/devices/system/memory/block_size_bytes")
 async def create_sandbox(
     context: KataContext, request: agent_pb2.CreateSandboxRequest
 ) -> empty_pb2.Empty:
-    allow_only(request, {"hostname", "sandbox_id"})
+    allow_only(request, {"hostname", "sandbox_id", "sandbox_pidns"})
     if context.sandbox.created:
         raise AgentError(
             f"sandbox {context.sandbox.sandbox_id!r} exists: one sandbox per guest",
@@ -52,6 +54,14 @@ async def create_sandbox(
         )
     if len(request.hostname) > MAX_HOSTNAME or "\x00" in request.hostname:
         raise InvalidArgumentError(f"hostname longer than {MAX_HOSTNAME} characters")
+    await context.native(
+        "create_sandbox",
+        {
+            "sandbox_id": request.sandbox_id,
+            "hostname": request.hostname,
+            "shared_pid_namespace": request.sandbox_pidns,
+        },
+    )
     context.sandbox.sandbox_id = request.sandbox_id
     context.sandbox.hostname = request.hostname
     return empty_pb2.Empty()

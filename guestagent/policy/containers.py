@@ -38,6 +38,7 @@ __all__ = [
     "UserRule",
     "parse_container",
     "parse_env_rules",
+    "parse_id_rule",
     "parse_str_patterns",
 ]
 
@@ -239,7 +240,7 @@ def parse_env_rules(obj: Obj) -> tuple[EnvRule, ...]:
     return tuple(_env_rule(item, path) for item, path in obj.list("env_rules", []))
 
 
-def _id_rule(obj: Obj, key: str) -> IdRule:
+def parse_id_rule(obj: Obj, key: str) -> IdRule:
     value = obj.raw(key, 0)
     if isinstance(value, dict):
         rng = Obj(value, obj.at(key), {"min", "max"})
@@ -254,7 +255,7 @@ def _id_rule(obj: Obj, key: str) -> IdRule:
 def _user(value: Any, path: str) -> UserRule:
     obj = Obj(value, path, {"uid", "gid", "additional_gids"})
     gids = frozenset(expect_int(g, p) for g, p in obj.list("additional_gids", []))
-    return UserRule(_id_rule(obj, "uid"), _id_rule(obj, "gid"), gids)
+    return UserRule(parse_id_rule(obj, "uid"), parse_id_rule(obj, "gid"), gids)
 
 
 def _capabilities(value: Any, path: str) -> CapabilitySets | None:

@@ -26,8 +26,10 @@ from guestagent.policy.containers import (
     UserRule,
     parse_container,
     parse_env_rules,
+    parse_id_rule,
     parse_str_patterns,
 )
+from guestagent.policy.patterns import compile_pattern
 
 __all__ = [
     "CAPABILITY_SETS",
@@ -47,6 +49,7 @@ __all__ = [
     "NetworkRules",
     "Policy",
     "PolicyFormatError",
+    "SandboxRules",
     "UserRule",
     "parse_policy",
 ]
@@ -91,10 +94,25 @@ class NetworkRules:
     interface_patterns: tuple[Any, ...] = ()
 
 
+_ROOT = IdRule(0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class CopyFileRules:
     destinations: tuple[Any, ...] = ()
     max_size: int = 16 << 20
+    symlinks: bool = False  # whether the host may make symlinks (their targets are ruled)
+    uid: IdRule = _ROOT  # the owners a copied file, directory or symlink may have
+    gid: IdRule = _ROOT
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxRules:
+    """What a Kata CreateSandbox may set: the pod's id and hostname (patterns; a null
+    hostname: none)."""
+
+    id: Any = None  # Pattern; None: any id the agent's id syntax takes
+    hostname: Any = None  # Pattern or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +134,7 @@ class Policy:
     allow_unencrypted_scratch: bool = False
     network: NetworkRules = NetworkRules()
     copy_file: CopyFileRules = CopyFileRules()
+    sandbox: SandboxRules | None = None  # None: no CreateSandbox is allowed
     debug_console: DebugConsole = DebugConsole()
     verity_corruption: str = "error"
     # Indexes for the hot path, derived from `containers`.
@@ -138,6 +157,7 @@ _TOP_FIELDS = frozenset(
         "allow_unencrypted_scratch",
         "network",
         "copy_file",
+        "sandbox",
         "debug_console",
         "verity_corruption",
     }
@@ -204,10 +224,22 @@ def _parse_network(value: Any, path: str) -> NetworkRules:
 
 
 def _parse_copy_file(value: Any, path: str) -> CopyFileRules:
-    obj = Obj(value, path, {"destinations", "max_size"})
+    obj = Obj(value, path, {"destinations", "max_size", "symlinks", "uid", "gid"})
     return CopyFileRules(
         destinations=parse_str_patterns(obj, "destinations"),
         max_size=obj.int("max_size", 16 << 20, hi=1 << 34),
+        symlinks=obj.bool("symlinks", False),
+        uid=parse_id_rule(obj, "uid"),
+        gid=parse_id_rule(obj, "gid"),
+    )
+
+
+def _parse_sandbox(value: Any, path: str) -> SandboxRules:
+    obj = Obj(value, path, {"id", "hostname"})
+    id_pattern, hostname = obj.str("id", None, allow_empty=False), obj.str("hostname", None)
+    return SandboxRules(
+        id=None if id_pattern is None else compile_pattern(id_pattern, obj.at("id")),
+        hostname=None if hostname is None else compile_pattern(hostname, obj.at("hostname")),
     )
 
 
@@ -274,6 +306,7 @@ def policy_from_json(value: Any) -> Policy:
     optional = {
         "network": _parse_network,
         "copy_file": _parse_copy_file,
+        "sandbox": _parse_sandbox,
         "debug_console": _parse_console,
     }
     parts = {k: fn(obj.raw(k), obj.at(k)) for k, fn in optional.items() if obj.has(k)}

@@ -42,6 +42,7 @@ POINTS: dict[str, Rule] = {
     "runtime_logging": host.decide_runtime_logging,
     "network_change": host.decide_network_change,
     "copy_file": host.decide_copy_file,
+    "create_sandbox": host.decide_create_sandbox,
     **host.console_deciders(),
 }
 

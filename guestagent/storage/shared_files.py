@@ -1,8 +1,12 @@
 """Files the host copies into the guest's shared directory, written without following links.
 
 Each path component is opened relative to its parent with O_NOFOLLOW, so neither `..` nor a
-symlink planted by a container can move a write outside the shared root; the file is
-written to a temporary name and renamed into place.
+symlink planted by a container (or made by an earlier copy) can move a write outside the
+shared root; a file or symlink is made under a temporary name, given its owner, and renamed
+into place (replacing a symlink there, never following it). A directory is made or reused
+(never through a link) and given its mode and owner. Symlink targets are the policy's
+business (copy_file: relative, resolving to a path the host may copy to); nothing here
+follows one.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
 
-__all__ = ["write_shared_file"]
+__all__ = ["SharedEntry", "write_shared_file"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -28,11 +33,25 @@ def _components(destination: str) -> list[str]:
     return parts
 
 
-def write_shared_file(root: str, destination: str, data: bytes, mode: int) -> dict[str, Any]:
-    """Write `data` at `root` + `destination` (creating directories); returns what it did."""
+@dataclass(frozen=True, slots=True)
+class SharedEntry:
+    """What to make: a file (the data), a directory or a symlink (to `target`), its owner."""
+
+    kind: str = "file"
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    target: str | None = None
+
+
+def write_shared_file(
+    root: str, destination: str, data: bytes, entry: SharedEntry
+) -> dict[str, Any]:
+    """Make `entry` at `root` + `destination` (creating parent directories, the agent's,
+    0755); returns what it did."""
     parts = _components(destination)
     try:
-        return _write(root, parts, data, mode)
+        return _write(root, parts, data, entry)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             why = "a path component is a symlink or not a directory; it is never followed"
@@ -45,30 +64,58 @@ def write_shared_file(root: str, destination: str, data: bytes, mode: int) -> di
         ) from None
 
 
-def _write(root: str, parts: list[str], data: bytes, mode: int) -> dict[str, Any]:
+def _subdir(dir_fd: int, name: str, mode: int) -> int:
+    """The directory `name` in `dir_fd`, made if missing; never a symlink."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, mode, dir_fd=dir_fd)
+    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def _write(root: str, parts: list[str], data: bytes, entry: SharedEntry) -> dict[str, Any]:
     os.makedirs(root, mode=0o755, exist_ok=True)
     dir_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    mode = entry.mode & 0o777
     try:
         for part in parts[:-1]:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o755, dir_fd=dir_fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            child = _subdir(dir_fd, part, 0o755)
             os.close(dir_fd)
             dir_fd = child
         name, tmp = parts[-1], f".{parts[-1]}.tmp"
+        if entry.kind == "directory":
+            fd = _subdir(dir_fd, name, mode)
+            try:
+                os.fchmod(fd, mode)
+                st = os.fstat(fd)
+                if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
+                    os.fchown(fd, entry.uid, entry.gid)
+            finally:
+                os.close(fd)
+            return {"path": os.path.join(root, *parts), "size": 0, "mode": oct(mode)}
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
-        fd = os.open(
-            tmp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            mode & 0o777,
-            dir_fd=dir_fd,
-        )
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        if entry.kind == "symlink":
+            assert entry.target is not None
+            os.symlink(entry.target, tmp, dir_fd=dir_fd)
+            if (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+                os.chown(tmp, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+        else:
+            _write_file(dir_fd, tmp, data, entry)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
-    return {"path": os.path.join(root, *parts), "size": len(data), "mode": oct(mode & 0o777)}
+    return {"path": os.path.join(root, *parts), "size": len(data), "mode": oct(mode)}
+
+
+def _write_file(dir_fd: int, tmp: str, data: bytes, entry: SharedEntry) -> None:
+    fd = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        entry.mode & 0o777,
+        dir_fd=dir_fd,
+    )
+    with os.fdopen(fd, "wb") as out:
+        if (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+            os.fchown(out.fileno(), entry.uid, entry.gid)
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())

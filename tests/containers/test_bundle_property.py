@@ -213,7 +213,9 @@ def test_every_bundle_value_is_decided_or_the_agents(spec, extra, data):
     stray = [leaf for leaf in leaves(config) if _typed(leaf) not in allowed]
     assert stray == []
     assert MARK not in repr(config)
-    assert 7777 not in leaves(config)
+    # consoleSize's width never reaches config.json (unless a ruled fact happens to hold the
+    # same number: Hypothesis draws the module's constants, 7777 among them, for integers).
+    assert 7777 not in leaves(config) or 7777 in leaves(facts)
 
 
 @settings(max_examples=100, deadline=None)

@@ -26,23 +26,31 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert len(blocks) == 7
     # Agents of concurrent test runs must not share container cgroups.
     cgroup = f"guestagent-walk-{tmp_path.name}-{os.getpid()}"
+    # A command on PATH that execs the agent, so `$!` and `kill` reach the agent itself (a
+    # shell function run in the background would leave it orphaned).
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "guestagent"
+    wrapper.write_text(
+        "#!/bin/bash\n"
+        f'if [[ $1 == serve ]]; then shift; set -- serve --cgroup-parent {cgroup} "$@"; fi\n'
+        f'exec "{sys.executable}" -m guestagent "$@"\n'
+    )
+    wrapper.chmod(0o755)
     script = "\n".join(
-        [
-            "set -euo pipefail",
-            "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
-            "guestagent() {",
-            f'  if [[ $1 == serve ]]; then shift; set -- serve --cgroup-parent {cgroup} "$@"; fi',
-            f'  "{sys.executable}" -m guestagent "$@"',
-            "}",
-            *blocks,
-        ]
+        ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT", *blocks]
     )
     done = subprocess.run(
         ["bash", "-c", script],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "GUESTAGENT_CONNECT": ""},
+        env={
+            **os.environ,
+            "PATH": f"{bindir}:{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO_ROOT),
+            "GUESTAGENT_CONNECT": "",
+        },
         timeout=600,
     )
     log = (tmp_path / "agent.log").read_text() if (tmp_path / "agent.log").exists() else ""
@@ -62,3 +70,18 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert f"{len(trace)} requests, {len(trace) - 1} allowed, 1 denied" in out
     assert f"all {len(trace)} recorded decisions reproduced" in out
     assert not (tmp_path / "state" / "storage" / "layers" / "web-0").is_mount()
+    assert not _agents_serving(tmp_path), "the walkthrough's agent outlived it"
+
+
+def _agents_serving(tmp_path: Path) -> list[int]:
+    """Pids of agents still listening on this test's socket."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"serve" in cmdline and str(tmp_path / "agent.sock").encode() in cmdline:
+                found.append(int(entry.name))
+    return found

@@ -80,7 +80,17 @@ def pod_policy(layer_hash: str, state_dir: str = "/run/guestagent", **flags: Any
             container("hog", HOG),
         ],
         "allow_properties_access": True,
-        "copy_file": {"destinations": [SHARED + "[a-z0-9]+-(hostname|hosts|resolv[.]conf)"]},
+        "sandbox": {"id": "[a-z0-9]+", "hostname": "pod"},  # CreateSandbox's id and hostname
+        "copy_file": {
+            "destinations": [
+                SHARED + "[a-z0-9]+-(hostname|hosts|resolv[.]conf)",
+                # A projected volume: a timestamped directory, ..data and per-key symlinks.
+                SHARED + "[a-z0-9]+-token(/[.a-z0-9_]+){1,2}",
+            ],
+            "symlinks": True,
+            "uid": {"min": 0, "max": 1000},
+            "gid": {"min": 0, "max": 1000},
+        },
         **flags,
     }
     return (json.dumps(policy, indent=2) + "\n").encode()

@@ -1,130 +1,27 @@
-"""Interop: a Go client built on containerd's own ttrpc library (Debian's
-golang-github-containerd-ttrpc-dev, built offline) drives the pod lifecycle against the agent
-over a unix socket. The test encodes the protobuf messages; the Go side is containerd's
-framing, stream ids, multiplexing and status handling."""
+"""Interop: the Go client built on containerd's own ttrpc library drives the pod lifecycle
+against the agent over a unix socket (tests/kata/go_client.py)."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from google.protobuf.message import Message
 
-from guestagent.kata.client import AGENT, HEALTH
-from guestagent.kata.pb import agent_pb2, health_pb2
-from guestagent.kata.ttrpc import Code
-from tests.kata import pod
 from tests.kata.conftest import World
+from tests.kata.go_client import GoToolchainMissing, build_kataclient, check, script
 from tests.kata.kata_agent import KataAgent
 
 pytestmark = [pytest.mark.root, pytest.mark.runtime, pytest.mark.slow]
-SOURCE = Path(__file__).parent / "interop" / "kataclient"
-GOCODE = Path("/usr/share/gocode")
 
 
 @pytest.fixture(scope="module")
 def kataclient(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("go") is None or not (GOCODE / "src/github.com/containerd/ttrpc").is_dir():
-        pytest.fail(
-            "needs golang-go and golang-github-containerd-ttrpc-dev (scripts/test.sh installs them)"
-        )
-    gopath = tmp_path_factory.mktemp("gopath")
-    shutil.copytree(SOURCE, gopath / "src" / "kataclient")
-    binary = gopath / "kataclient"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",  # GOPATH mode: Debian's packaged sources, nothing downloaded
-        "GOPATH": f"{gopath}:{GOCODE}",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "GOCACHE": str(gopath / "cache"),
-    }
-    subprocess.run(
-        ["go", "build", "-o", str(binary), "kataclient"], cwd=gopath, env=env, check=True
-    )
-    return binary
-
-
-def step(id: str, method: str, request: Message, *, service: str = AGENT, **extra: Any) -> dict:
-    payload = base64.b64encode(request.SerializeToString()).decode()
-    return {"id": id, "service": service, "method": method, "payload": payload, **extra}
-
-
-def script(world: World) -> list[dict]:
-    source = str(world.layer)
-    a = agent_pb2
-    return [
-        step("check", "Check", health_pb2.CheckRequest(), service=HEALTH, timeout_ms=30000),
-        step("policy", "SetPolicy", a.SetPolicyRequest(policy=world.policy.decode())),
-        step("sandbox", "CreateSandbox", a.CreateSandboxRequest(hostname="pod",
-             sandbox_id=pod.SANDBOX_ID)),
-        step("details", "GetGuestDetails", a.GuestDetailsRequest(mem_block_size=True)),
-        step("copy-bad", "CopyFile", pod.copy_hostname("bad")),
-        step("copy-pause", "CopyFile", pod.copy_hostname(pod.SANDBOX_ID)),
-        step("copy-app", "CopyFile", pod.copy_hostname("app")),
-        step("bad", "CreateContainer", pod.create_request("bad", ["/bin/sh"], source)),
-        step("pause", "CreateContainer", pod.create_request(pod.SANDBOX_ID, pod.PAUSE, source)),
-        step("pause-start", "StartContainer", a.StartContainerRequest(container_id=pod.SANDBOX_ID)),
-        step("app", "CreateContainer", pod.create_request("app", pod.APP, source),
-             timeout_ms=60000),
-        step("app-start", "StartContainer", a.StartContainerRequest(container_id="app")),
-        step("wait", "WaitProcess", a.WaitProcessRequest(container_id="app", exec_id="app"),
-             background=True),
-        step("stdout", "ReadStdout", a.ReadStreamRequest(container_id="app", exec_id="app",
-             len=4096), background=True, drain=True),
-        step("stderr", "ReadStderr", a.ReadStreamRequest(container_id="app", exec_id="app",
-             len=4096), background=True, drain=True),
-        step("exec", "ExecProcess", a.ExecProcessRequest(
-            container_id="app", exec_id="e1", process=pod.process(pod.EXEC))),
-        step("exec-out", "ReadStdout", a.ReadStreamRequest(container_id="app", exec_id="e1"),
-             drain=True),
-        step("exec-wait", "WaitProcess", a.WaitProcessRequest(container_id="app", exec_id="e1")),
-        step("exec-bad", "ExecProcess", a.ExecProcessRequest(
-            container_id="app", exec_id="e2", process=pod.process(["/bin/sh"]))),
-        # The pod: app joined the pause container's IPC and UTS namespaces.
-        step("ns-pause", "ExecProcess", a.ExecProcessRequest(
-            container_id=pod.SANDBOX_ID, exec_id="n1", process=pod.process(pod.NS_REPORT))),
-        step("ns-pause-out", "ReadStdout", a.ReadStreamRequest(container_id=pod.SANDBOX_ID,
-             exec_id="n1"), drain=True),
-        step("ns-app", "ExecProcess", a.ExecProcessRequest(
-            container_id="app", exec_id="n2", process=pod.process(pod.NS_REPORT))),
-        step("ns-app-out", "ReadStdout", a.ReadStreamRequest(container_id="app", exec_id="n2"),
-             drain=True),
-        step("stdin", "WriteStdin", a.WriteStreamRequest(container_id="app", exec_id="app",
-             data=b"go\n")),
-        step("close", "CloseStdin", a.CloseStdinRequest(container_id="app", exec_id="app")),
-        {"await": "wait"}, {"await": "stdout"}, {"await": "stderr"},
-        step("kill-bad", "SignalProcess", a.SignalProcessRequest(
-            container_id=pod.SANDBOX_ID, signal=2)),
-        step("kill", "SignalProcess", a.SignalProcessRequest(container_id=pod.SANDBOX_ID,
-             signal=9)),
-        step("pause-wait", "WaitProcess", a.WaitProcessRequest(container_id=pod.SANDBOX_ID)),
-        step("remove", "RemoveContainer", a.RemoveContainerRequest(container_id="app")),
-        step("stale", "RemoveStaleVirtiofsShareMounts", a.RemoveStaleVirtiofsShareMountsRequest()),
-        step("destroy", "DestroySandbox", a.DestroySandboxRequest()),
-        step("iptables", "SetIPTables", a.DestroySandboxRequest()),
-    ]  # fmt: skip
-
-
-def decode(result: dict, message: type[Message], index: int = 0) -> Any:
-    parsed = message()
-    parsed.ParseFromString(base64.b64decode(result["payloads"][index] or ""))
-    return parsed
-
-
-def output(result: dict) -> bytes:
-    data = b""
-    for payload in result["payloads"]:
-        chunk = agent_pb2.ReadStreamResponse()
-        chunk.ParseFromString(base64.b64decode(payload or ""))
-        data += chunk.data
-    return data
+    try:
+        return build_kataclient(tmp_path_factory.mktemp("go"))
+    except GoToolchainMissing as exc:
+        pytest.fail(str(exc))
 
 
 def test_go_ttrpc_client_drives_the_pod(
@@ -132,30 +29,9 @@ def test_go_ttrpc_client_drives_the_pod(
 ) -> None:
     run = subprocess.run(
         [str(kataclient), pod_agent.kata_path],
-        input=json.dumps(script(world)).encode(),
+        input=json.dumps(script(str(world.layer), world.policy)).encode(),
         capture_output=True,
         timeout=240,
     )
     assert run.returncode == 0, run.stderr.decode() + pod_agent.process.stderr_text()[-3000:]
-    results = json.loads(run.stdout)
-    failed = {
-        k: v for k, v in results.items() if v["code"] and k not in ("bad", "exec-bad", "kill-bad",
-                                                                    "iptables")
-    }  # fmt: skip
-    assert failed == {}
-    assert decode(results["check"], health_pb2.HealthCheckResponse).status == 1
-    for denied in ("bad", "exec-bad", "kill-bad"):
-        assert results[denied]["code"] == Code.PERMISSION_DENIED
-        assert "policy.denied" in results[denied]["message"]
-    assert "(rule create_container." in results["bad"]["message"]
-    assert results["iptables"]["code"] == Code.UNIMPLEMENTED
-    shared = output(results["ns-pause-out"]).split()
-    assert shared == output(results["ns-app-out"]).split()
-    assert shared[0].startswith(b"ipc:[") and shared[2] == b"pod"
-    assert shared[0] != os.readlink("/proc/self/ns/ipc").encode()
-    assert output(results["exec-out"]) == b"this file was read through dm-verity-checked data\n"
-    assert decode(results["exec-wait"], agent_pb2.WaitProcessResponse).status == 0
-    assert output(results["stdout"]) == b"hello from the pod\n"
-    assert output(results["stderr"]) == b"bye go\n"
-    assert decode(results["wait"], agent_pb2.WaitProcessResponse).status == 3
-    assert decode(results["pause-wait"], agent_pb2.WaitProcessResponse).status == 137
+    check(json.loads(run.stdout), host_tier=True)

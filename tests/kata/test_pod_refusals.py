@@ -4,13 +4,15 @@ agent with the pod policy adopted and runc."""
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from guestagent.kata.client import AGENT, KataClient, KataRpcError
-from guestagent.kata.pb import agent_pb2, oci_pb2
+from guestagent.kata.pb import agent_pb2, oci_pb2, types_pb2
 from guestagent.kata.ttrpc import Code
 from tests.kata import pod
 from tests.kata.conftest import World
@@ -73,6 +75,16 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
             await rpc("CreateContainer", request)
         assert refused.value.code == Code.PERMISSION_DENIED
         assert "mount_device" in refused.value.message
+        # UpdateInterface: what the host states of a link is checked, or has no rule.
+        for interface, says in (
+            (types_pb2.Interface(name="lo", devicePath="02/00"),
+             "devicePath 02/00 is not the PCI path of lo (none)"),
+            (types_pb2.Interface(name="lo", raw_flags=0x1083), "raw_flags: IFF_NOARP has no rule"),
+            (types_pb2.Interface(name="lo", type="sriov"), "type 'sriov' is none of Kata's"),
+        ):  # fmt: skip
+            with pytest.raises(KataRpcError) as refused:
+                await rpc("UpdateInterface", agent_pb2.UpdateInterfaceRequest(interface=interface))
+            assert refused.value.code == Code.INVALID_ARGUMENT and says in refused.value.message
         # CreateSandbox asking for what has no rule.
         with pytest.raises(KataRpcError) as refused:
             await rpc(
@@ -95,6 +107,41 @@ def test_unruled_fields_are_refused_by_name(world: World, pod_agent: KataAgent) 
             await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id=cid))
 
     drive(pod_agent, world, body)
+
+
+def copy(path: str, kind: int, data: bytes = b"", owner: int = 0) -> agent_pb2.CopyFileRequest:
+    return agent_pb2.CopyFileRequest(
+        path=pod.SHARED + path, file_size=len(data), file_mode=kind, uid=owner, gid=owner,
+        data=data, dir_mode=0o755,
+    )  # fmt: skip
+
+
+def test_copy_file_makes_a_projected_volume(world: World, pod_agent: KataAgent) -> None:
+    """Kubernetes' projected volume layout, with a non-root owner; links ruled, not followed."""
+    volume = world.base / "state" / "shared" / pod.SHARED.strip("/") / "p1-token"
+
+    async def body(rpc: Any) -> None:
+        await rpc("CopyFile", copy("p1-token/..2026", stat.S_IFDIR | 0o750, owner=1000))
+        await rpc("CopyFile", copy("p1-token/..2026/token", stat.S_IFREG | 0o640, b"t", 1000))
+        await rpc("CopyFile", copy("p1-token/..data", stat.S_IFLNK | 0o777, b"..2026"))
+        await rpc("CopyFile", copy("p1-token/token", stat.S_IFLNK | 0o777, b"..data/token"))
+        for path, kind, data, owner, rule in (
+            ("p1-token/evil", stat.S_IFLNK, b"../../../../../../etc/shadow", 0, "target"),
+            ("p1-token/abs", stat.S_IFLNK, b"/etc/shadow", 0, "target"),
+            ("p1-token/x", stat.S_IFREG | 0o644, b"x", 4242, "uid"),
+        ):
+            with pytest.raises(KataRpcError) as refused:
+                await rpc("CopyFile", copy(path, kind, data, owner))
+            assert refused.value.code == Code.PERMISSION_DENIED
+            assert f"(rule copy_file.{rule})" in refused.value.message
+
+    drive(pod_agent, world, body)
+    for name, mode in (("..2026", 0o750), ("..2026/token", 0o640)):
+        st = (volume / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 1000, mode)
+    assert os.readlink(volume / "..data") == "..2026"
+    assert (volume / "token").read_bytes() == b"t"
+    assert sorted(p.name for p in volume.iterdir()) == ["..2026", "..data", "token"]
 
 
 def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgent) -> None:
@@ -121,6 +168,32 @@ def test_oom_kill_is_reported_by_get_oom_event(world: World, pod_agent: KataAgen
         await rpc("RemoveContainer", agent_pb2.RemoveContainerRequest(container_id="hog"))
 
     drive(pod_agent, world, body)
+
+
+def test_create_sandbox_is_ruled_by_the_policy(world: World, pod_agent: KataAgent) -> None:
+    async def go() -> None:
+        async with await KataClient.connect(pod_agent.kata_uri) as client:
+
+            async def rpc(method: str, request: Any) -> Any:
+                return await client.call(AGENT, method, request, Empty)
+
+            await rpc("SetPolicy", agent_pb2.SetPolicyRequest(policy=world.policy.decode()))
+            for request, rule in (
+                (agent_pb2.CreateSandboxRequest(sandbox_id="p1", sandbox_pidns=True),
+                 "shared_pid_namespace"),
+                (agent_pb2.CreateSandboxRequest(sandbox_id="p1", hostname="evil"), "hostname"),
+                (agent_pb2.CreateSandboxRequest(sandbox_id="P_1"), "sandbox_id"),
+            ):  # fmt: skip
+                with pytest.raises(KataRpcError) as refused:
+                    await rpc("CreateSandbox", request)
+                assert refused.value.code == Code.PERMISSION_DENIED
+                assert f"(rule create_sandbox.{rule})" in refused.value.message
+            # Refused ones left nothing behind: the policy's sandbox is created.
+            await rpc(
+                "CreateSandbox", agent_pb2.CreateSandboxRequest(sandbox_id="p1", hostname="pod")
+            )
+
+    asyncio.run(go())
 
 
 def test_set_policy_is_bound_to_host_data(world: World, pod_agent: KataAgent) -> None:

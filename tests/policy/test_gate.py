@@ -53,13 +53,17 @@ def test_read_only_decisions_commit_as_no_ops() -> None:
     assert len(gate.state.devices) == 1
 
 
+COPY_PASSWD = {"destination": "/etc/passwd", "mode": 0, "size": 0, "kind": "file", "target": "",
+               "uid": 0, "gid": 0}  # fmt: skip
+
+
 def test_decision_log_is_bounded_and_filterable() -> None:
     times = iter(range(100))
     sink: list[dict] = []
     gate = _gate(log_capacity=3, clock=lambda: float(next(times)), log_sink=sink.append)
     gate.decide("get_properties", {})
     for _ in range(3):
-        gate.decide("copy_file", {"destination": "/etc/passwd", "mode": 0, "size": 0})
+        gate.decide("copy_file", COPY_PASSWD)
     assert len(gate.log) == 3
     assert gate.log.counters()["allowed"] == 1 and gate.log.counters()["denied"] == 3
     assert [e["rule"] for e in gate.log.entries(allowed=False)] == ["copy_file.destination"] * 3

@@ -97,6 +97,7 @@ MAIN_POLICY: dict[str, Any] = {
         "interface_patterns": ["eth[0-9]"],
     },
     "copy_file": {"destinations": ["/etc/resolv\\.conf", "/run/config/[a-z]+"], "max_size": 4096},
+    "sandbox": {"id": "pod-[0-9]+", "hostname": "web-[a-z]+"},
     "debug_console": {"enabled": True, "commands": ["status", "containers"]},
 }
 LOCKED_POLICY: dict[str, Any] = {

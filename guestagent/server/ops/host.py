@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from guestagent.containers import children
 from guestagent.containers.stats import agent_health
-from guestagent.errors import AgentError, ErrorCode
-from guestagent.protocol.schema import Field, optional_identifier
+from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
+from guestagent.protocol.schema import Field, identifier, optional_identifier
 from guestagent.rpc.operation import Call, Operation, Prepared
-from guestagent.storage.shared_files import write_shared_file
+from guestagent.storage.shared_files import SharedEntry, write_shared_file
 
 if TYPE_CHECKING:
     from guestagent.server.agent import Agent
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["OPERATIONS"]
 
 MAX_COPY = 16 << 20
+COPY_KINDS = ("file", "directory", "symlink")
 MAX_CAPTURE = 1 << 20
 
 
@@ -63,18 +64,43 @@ def get_logs(agent: Agent, call: Call) -> dict[str, Any]:
 
 
 def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
+    kind, target = args["kind"], args["target"]
+    if (kind == "symlink") != (target is not None) or (kind != "file" and args["data"]):
+        raise InvalidArgumentError(
+            f"copy_file of kind {kind!r}: a symlink has a target and no data, a directory "
+            "neither, a file no target",
+            details={"field": "target" if target is not None else "data"},
+        )
     return Prepared(
-        {"destination": args["destination"], "mode": args["mode"], "size": len(args["data"])}
+        {
+            "destination": args["destination"],
+            "mode": args["mode"],
+            "size": len(args["data"]) if target is None else len(target.encode()),
+            "kind": kind,
+            "target": target or "",
+            "uid": args["uid"],
+            "gid": args["gid"],
+        }
     )
 
 
 async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     root = str(agent.state_dir / "shared")
     args = call.args
+    entry = SharedEntry(args["kind"], args["mode"], args["uid"], args["gid"], args["target"])
     # Up to 16 MiB written and fsynced: in a thread, never on the event loop.
     return await asyncio.to_thread(
-        write_shared_file, root, args["destination"], args["data"], args["mode"]
+        write_shared_file, root, args["destination"], args["data"], entry
     )
+
+
+def prepare_sandbox(agent: Agent, args: dict[str, Any]) -> Prepared:
+    return Prepared(dict(args))
+
+
+def create_sandbox(agent: Agent, call: Call) -> dict[str, Any]:
+    """Ruled, logged, and nothing more: a pod's containers are each ruled when created."""
+    return dict(call.args)
 
 
 async def exec_external(agent: Agent, call: Call) -> dict[str, Any]:
@@ -118,6 +144,16 @@ def _mode(value: int) -> str | None:
     return None if 0 <= value <= 0o7777 else "must be a file mode (0..0o7777)"
 
 
+def _kind(value: str) -> str | None:
+    return (
+        None if value in ("file", "directory", "symlink") else "must be file, directory or symlink"
+    )
+
+
+def _owner(value: int) -> str | None:
+    return None if 0 <= value < 2**32 - 1 else "must be a uid or gid (0..2**32-2)"
+
+
 def _argv(value: list[str]) -> str | None:
     return None if value and value[0] else "must not be empty"
 
@@ -149,6 +185,18 @@ OPERATIONS = [
         },
     ),
     Operation(
+        "create_sandbox",
+        create_sandbox,
+        point="create_sandbox",
+        prepare=prepare_sandbox,
+        args={
+            "sandbox_id": identifier(),
+            "hostname": Field((str,), default="", max_len=64),
+            "shared_pid_namespace": Field((bool,), default=False),
+        },
+        summary="rule a Kata pod's sandbox (id, hostname); changes nothing in the guest",
+    ),
+    Operation(
         "copy_file",
         copy_file,
         point="copy_file",
@@ -158,6 +206,10 @@ OPERATIONS = [
             "destination": Field((str,), max_len=4096),
             "data": Field((bytes,), max_len=MAX_COPY),
             "mode": Field((int,), default=0o644, check=_mode),
+            "kind": Field((str,), default="file", check=_kind),
+            "target": Field((str, type(None)), default=None, max_len=4096),
+            "uid": Field((int,), default=0, check=_owner),
+            "gid": Field((int,), default=0, check=_owner),
         },
     ),
     Operation(
