@@ -27,7 +27,7 @@ from guestagent.attestation.protocol import (
 )
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError, ProtocolError
 from guestagent.snp.backend import SnpBackend
-from guestagent.snp.cert_table import CertTable
+from guestagent.snp.cert_table import certificates_json
 
 __all__ = ["SOCKET_DESTINATION", "AttestationServer", "oci_mount"]
 
@@ -51,21 +51,6 @@ def oci_mount(socket_path: str | os.PathLike[str]) -> dict[str, Any]:
         "type": "bind",
         "source": str(socket_path),
         "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
-    }
-
-
-def _pem(der: bytes) -> str:
-    body = base64.encodebytes(der).decode().replace("\n", "")
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-def certificates_json(table: CertTable | None) -> dict[str, str] | None:
-    """{"vcek": PEM, "ask": PEM, "ark": PEM} as the platform supplies them, or None."""
-    if table is None or not table.entries:
-        return None
-    return {
-        name: _pem(der) for name, der in zip(table.names(), table.entries.values(), strict=True)
     }
 
 

@@ -16,12 +16,12 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from guestagent.cli.simlaunch import add_launch_options, launch_fields, parse_hex
 from guestagent.errors import AgentError, InvalidArgumentError
 from guestagent.snp.amdcerts import load_certificate, load_certificates
 from guestagent.snp.device import BACKEND_KINDS, open_backend
 from guestagent.snp.errors import BadReportError
 from guestagent.snp.fields import Product
-from guestagent.snp.launch import LaunchDigestUnavailable, LaunchImage
 from guestagent.snp.report import parse_report
 from guestagent.snp.show import format_report, format_result
 from guestagent.snp.sim import SimBackend, SimConfig
@@ -30,21 +30,8 @@ from guestagent.snp.verify import VerifyOptions, verify_report
 __all__ = ["register"]
 
 
-LAUNCH_FILES = ("ovmf", "kernel", "initrd")
-
-
 class UsageError(Exception):
     """Bad arguments or unreadable input: exit 2."""
-
-
-def _hex(value: str, size: int | None, what: str) -> bytes:
-    try:
-        data = bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        raise UsageError(f"{what}: not hex: {value!r}") from None
-    if size is not None and len(data) != size:
-        raise UsageError(f"{what}: need {size} bytes, got {len(data)}")
-    return data
 
 
 def _read(path: str, what: str) -> bytes:
@@ -76,15 +63,7 @@ def _sim_config(args: argparse.Namespace) -> SimConfig | None:
         fields["product"] = Product(args.sim_product)
     if args.sim_version:
         fields["report_version"] = args.sim_version
-    launch = any(getattr(args, f"sim_{name}") for name in (*LAUNCH_FILES, "append"))
-    if args.sim_measurement and launch:
-        raise UsageError("--sim-measurement or a launched image (--sim-ovmf...): choose one")
-    if args.sim_measurement:
-        fields["measurement"] = _hex(args.sim_measurement, 48, "--sim-measurement")
-    if launch:
-        fields["measurement"] = _launched_as(args)
-    if args.sim_host_data:
-        fields["host_data"] = _hex(args.sim_host_data, 32, "--sim-host-data")
+    fields.update(launch_fields(args))
     if args.sim_policy:
         fields["policy"] = int(args.sim_policy, 0)
     if args.sim_tcb:
@@ -96,30 +75,10 @@ def _sim_config(args: argparse.Namespace) -> SimConfig | None:
     return SimConfig(**fields)
 
 
-def _launched_as(args: argparse.Namespace) -> bytes:
-    """The simulated guest launched as this image: MEASUREMENT is the image's launch digest."""
-    given = {n: getattr(args, f"sim_{n}") for n in (*LAUNCH_FILES, "append")}
-    if None in given.values():
-        raise UsageError(
-            "a simulated launch needs --sim-ovmf, --sim-kernel, --sim-initrd and --sim-append"
-        )
-    for name in LAUNCH_FILES:
-        if not Path(given[name]).is_file():
-            raise UsageError(f"--sim-{name}: no such file: {given[name]}")
-    image = LaunchImage(
-        ovmf=Path(given["ovmf"]),
-        kernel=Path(given["kernel"]),
-        initrd=Path(given["initrd"]),
-        cmdline=given["append"],
-    )
-    try:
-        return image.launch_digest()
-    except LaunchDigestUnavailable as exc:
-        raise UsageError(f"simulated launch: {exc}") from None
-
-
 def _cmd_get(args: argparse.Namespace) -> int:
-    report_data = _hex(args.report_data, 64, "--report-data") if args.report_data else bytes(64)
+    report_data = bytes(64)
+    if args.report_data:
+        report_data = parse_hex(args.report_data, 64, "--report-data")
     if args.sim_state and args.backend != "sim":
         raise UsageError("--sim-state is only for --backend sim")
     backend = open_backend(args.backend, sim_state=args.sim_state, sim_config=_sim_config(args))
@@ -157,13 +116,13 @@ def _verify_options(args: argparse.Namespace) -> VerifyOptions:
     return VerifyOptions(
         product=_product(args.product),
         trusted_roots=roots,
-        expected_measurement=_hex(args.expect_measurement, 48, "--expect-measurement")
+        expected_measurement=parse_hex(args.expect_measurement, 48, "--expect-measurement")
         if args.expect_measurement
         else None,
-        expected_host_data=_hex(args.expect_host_data, 32, "--expect-host-data")
+        expected_host_data=parse_hex(args.expect_host_data, 32, "--expect-host-data")
         if args.expect_host_data
         else None,
-        expected_report_data=_hex(args.expect_report_data, 64, "--expect-report-data")
+        expected_report_data=parse_hex(args.expect_report_data, 64, "--expect-report-data")
         if args.expect_report_data
         else None,
         expected_vmpl=args.expect_vmpl,
@@ -248,13 +207,7 @@ def _add_sim_options(
     )
     group.add_argument("--sim-product", choices=[p.value for p in Product])
     group.add_argument("--sim-version", type=int, choices=(2, 3, 5))
-    group.add_argument("--sim-measurement", metavar="HEX", help="48-byte launch digest")
-    launch = "launch as this image (MEASUREMENT = its launch digest, 1 vCPU EPYC-v4): "
-    group.add_argument("--sim-ovmf", metavar="FILE", help=launch + "the AmdSevX64 firmware")
-    group.add_argument("--sim-kernel", metavar="FILE", help=launch + "the kernel")
-    group.add_argument("--sim-initrd", metavar="FILE", help=launch + "the initramfs")
-    group.add_argument("--sim-append", metavar="CMDLINE", help=launch + "the command line")
-    group.add_argument("--sim-host-data", metavar="HEX")
+    add_launch_options(group)
     group.add_argument("--sim-policy", metavar="INT", help="guest policy (e.g. 0x30000)")
     group.add_argument("--sim-tcb", metavar="HEX", help="TCB_VERSION as 16 hex digits")
     group.add_argument("--sim-signing-key", choices=("vcek", "vlek"))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from guestagent import timeline
 from guestagent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from guestagent.cli.simlaunch import add_launch_options, launch_fields
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.rpc.host import DEFAULT_LIMITS
@@ -15,6 +17,9 @@ from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.limits import TRANSPORTS, parse_caps
 from guestagent.server.logs import configure_logging
 from guestagent.transport.uri import parse_uri
+
+if TYPE_CHECKING:
+    from guestagent.snp.sim import SimConfig
 
 __all__ = ["add_agent_arguments", "config_from_args", "register"]
 
@@ -88,12 +93,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="SEV-SNP backend; auto refuses to start without a device; sim "
         "must be asked for; none means no policy can ever be adopted",
     )
-    parser.add_argument("--sim-state", metavar="DIR", help="simulator key directory (0700)")
-    parser.add_argument(
-        "--sim-host-data",
-        metavar="HEX",
-        help="simulated launch HOST_DATA (what the host would set at launch)",
-    )
+    simulator = parser.add_argument_group("the simulated launch (only with --snp sim)")
+    simulator.add_argument("--sim-state", metavar="DIR", help="simulator key directory (0700)")
+    add_launch_options(simulator)
     parser.add_argument(
         "--console",
         action="append",
@@ -167,16 +169,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     max_connections, connection_caps = parse_caps(
         args.max_connections, DEFAULT_LIMITS.max_connections
     )
-    sim_config = None
-    if args.sim_host_data is not None:
-        if args.snp != "sim":
-            raise AgentError("--sim-host-data needs --snp sim")
-        from guestagent.snp.sim import SimConfig  # the simulator's module: only when asked for
-
-        try:
-            sim_config = SimConfig(host_data=bytes.fromhex(args.sim_host_data))
-        except ValueError:
-            raise AgentError("--sim-host-data must be 64 hex digits") from None
+    sim_config = _sim_config(args)
     return AgentConfig(
         listen=listen,
         max_frame=args.max_frame,
@@ -202,6 +195,18 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         trace_file=args.trace,
         kata=args.kata,
     )
+
+
+def _sim_config(args: argparse.Namespace) -> SimConfig | None:
+    """The simulated launch: HOST_DATA and MEASUREMENT as `report get --backend sim` takes them."""
+    fields = launch_fields(args)
+    if not fields:
+        return None
+    if args.snp != "sim":
+        raise AgentError("the simulated launch options (--sim-...) need --snp sim")
+    from guestagent.snp.sim import SimConfig  # the simulator's module: only when asked for
+
+    return SimConfig(**fields)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
 from guestagent.policy.summary import summarize
+from guestagent.snp.cert_table import certificates_json
 from guestagent.snp.report import parse_report
 
 if TYPE_CHECKING:
@@ -100,12 +101,15 @@ def policy(view: AgentView) -> dict[str, Any]:
 
 
 async def report(view: AgentView, report_data: bytes) -> dict[str, Any]:
+    """A fresh report, and the certificates the platform supplies with it (as the attestation
+    socket gives them): what a relying party verifies."""
     backend = _require_snp(view)
-    raw = await asyncio.to_thread(backend.get_report, report_data)
+    raw, table = await asyncio.to_thread(backend.get_extended_report, report_data)
     return {
         "snp": _snp_summary(backend),
         "report": parse_report(raw).to_json(),
         "raw": raw,
+        "certificates": certificates_json(table),
     }
 
 

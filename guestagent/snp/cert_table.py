@@ -7,13 +7,22 @@ Pure: `CertTable.parse` bounds-checks every entry and `build` lays certificates 
 
 from __future__ import annotations
 
+import base64
 import struct
 import uuid
 from dataclasses import dataclass, field
 
 from guestagent.snp.errors import BadReportError
 
-__all__ = ["ARK_GUID", "ASK_GUID", "ENTRY_SIZE", "VCEK_GUID", "VLEK_GUID", "CertTable"]
+__all__ = [
+    "ARK_GUID",
+    "ASK_GUID",
+    "ENTRY_SIZE",
+    "VCEK_GUID",
+    "VLEK_GUID",
+    "CertTable",
+    "certificates_json",
+]
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
 VLEK_GUID = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")
@@ -89,3 +98,18 @@ class CertTable:
                 )
             entries[guid] = bytes(data[offset : offset + length])
         raise BadReportError(f"certificate table has more than {MAX_ENTRIES} entries")
+
+
+def _pem(der: bytes) -> str:
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def certificates_json(table: CertTable | None) -> dict[str, str] | None:
+    """{"vcek": PEM, "ask": PEM, "ark": PEM} as the platform supplies them, or None."""
+    if table is None or not table.entries:
+        return None
+    return {
+        name: _pem(der) for name, der in zip(table.names(), table.entries.values(), strict=True)
+    }

@@ -134,24 +134,23 @@ def test_at_the_fd_limit_the_kata_and_native_listeners_stay_open_to_good_clients
         assert '"max_connections":[256,256]' in stderr
 
 
-def test_shutdown_answers_a_kata_call_in_flight(
+def test_shutdown_answers_kata_calls_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A read (a long poll, as WaitProcess is) is answered at once; a mutation gets the
+    grace, then is answered the same way."""
+
     async def never_answers(context: object, request: object) -> health_pb2.HealthCheckResponse:
-        await asyncio.sleep(600)  # a long poll (as WaitProcess is)
+        await asyncio.sleep(600)
         return health_pb2.HealthCheckResponse()
 
     real_table = service.rpc_table
 
     def table() -> RpcTable:
-        slow = Rpc(
-            "test.Slow",
-            "Wait",
-            health_pb2.CheckRequest,
-            health_pb2.HealthCheckResponse,
-            never_answers,
-        )
-        return RpcTable([*real_table().by_name.values(), slow])
+        types = (health_pb2.CheckRequest, health_pb2.HealthCheckResponse, never_answers)
+        read = Rpc("test.Slow", "Wait", *types)
+        mutation = Rpc("test.Slow", "Change", *types, mutating=True)
+        return RpcTable([*real_table().by_name.values(), read, mutation])
 
     monkeypatch.setattr(service, "rpc_table", table)
     kata_path = f"{tmp_path}/kata.sock"
@@ -164,26 +163,28 @@ def test_shutdown_answers_a_kata_call_in_flight(
                 snp="none",
                 state_dir=str(tmp_path / "state"),
                 manage_containers=False,
+                shutdown_grace=1.0,
             )
         )
         serving = asyncio.create_task(agent.serve())
         while len(agent.listeners) < 2:
             await asyncio.sleep(0.01)
         reader, writer = await asyncio.open_unix_connection(kata_path)
-        writer.write(encode_request(1, "test.Slow", "Wait", b""))
-        while not any(c.requests.in_flight for c in agent.kata_connections):
+        writer.write(encode_request(1, "test.Slow", "Change", b""))
+        writer.write(encode_request(3, "test.Slow", "Wait", b""))
+        while sum(len(c.requests) for c in agent.kata_connections) < 2:
             await asyncio.sleep(0.01)
-        began = time.monotonic()
         agent.request_shutdown()
         framer, frames = TtrpcFramer(), []
-        while not frames:
-            data = await asyncio.wait_for(reader.read(65536), 5)
-            assert data, "closed without an answer"
-            frames = framer.feed(data)
-        status = decode_response(frames[0].payload).status
-        assert status.code == Code.UNAVAILABLE
-        assert "agent.shutting_down" in status.message
-        assert time.monotonic() - began < 2  # a read is answered at once, not after the grace
+        while len(frames) < 2:
+            data = await asyncio.wait_for(reader.read(65536), 10)
+            assert data, f"closed after {len(frames)} answers"
+            frames += framer.feed(data)
+        assert [frame.stream_id for frame in frames] == [3, 1]  # the read first
+        for frame in frames:
+            status = decode_response(frame.payload).status
+            assert status.code == Code.UNAVAILABLE
+            assert "agent.shutting_down" in status.message
         await asyncio.wait_for(serving, 10)
         assert not agent.kata_connections
         writer.close()

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guest_images import GuestImages, rootfs_cmdline
+from guest_images import GuestImages
+from launch_image import image_cmdline
 
 __all__ = ["Disk", "Guest", "GuestExited", "qemu_binary"]
 
@@ -44,6 +45,9 @@ class Guest:
     workdir: Path
     cmdline: str = ""  # extra kernel parameters
     disks: list[Disk] = field(default_factory=list)  # after the rootfs: /dev/vdb, /dev/vdc...
+    # fw_cfg files QEMU hands the guest (/sys/firmware/qemu_fw_cfg/by_name/<name>/raw).
+    fw_cfg: dict[str, Path] = field(default_factory=dict)
+    ports: tuple[str, ...] = ()  # more virtio-serial ports beside agent.0 (see port_path)
     memory_mb: int = 1024
     process: subprocess.Popen | None = None
     started_at: float = 0.0
@@ -60,14 +64,21 @@ class Guest:
         """The host end of the virtio-serial port `agent.0` (a unix socket QEMU listens on)."""
         return self.workdir / "channel.sock"
 
+    def port_path(self, name: str) -> Path:
+        """The host end of the extra virtio-serial port `name`."""
+        return self.workdir / f"port-{name}.sock"
+
+    @property
+    def append(self) -> str:
+        """The kernel command line, exactly as QEMU gets it (and a measured launch hashes)."""
+        return image_cmdline(self.images.root_env, self.cmdline)
+
     @property
     def qmp_path(self) -> Path:
         return self.workdir / "qmp.sock"
 
     def argv(self) -> list[str]:
         binary = qemu_binary() or "qemu-system-x86_64"
-        root = rootfs_cmdline(self.images.root_env)
-        append = f"console=ttyS0 panic=-1 {root} {self.cmdline}"
         argv = [binary, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(self.memory_mb)]
         argv += ["-nodefaults", "-no-reboot", "-display", "none", "-vga", "none"]
         argv += [
@@ -77,7 +88,7 @@ class Guest:
             f"unix:{self.qmp_path},server=on,wait=off",
         ]
         argv += ["-kernel", str(self.images.kernel), "-initrd", str(self.images.initramfs)]
-        argv += ["-append", append.strip()]
+        argv += ["-append", self.append]
         # -device order is PCI order is /dev/vdX order: the root filesystem is /dev/vda.
         argv += self._disk_args(Disk(self.images.rootfs, serial="rootfs"), "rootfs")
         for number, disk in enumerate(self.disks, start=1):
@@ -85,6 +96,16 @@ class Guest:
         argv += ["-device", "virtio-serial-pci"]
         argv += ["-chardev", f"socket,path={self.channel_path},server=on,wait=off,id=ch0"]
         argv += ["-device", f"virtserialport,chardev=ch0,name={CHANNEL_NAME}"]
+        for number, name in enumerate(self.ports, start=1):
+            chardev = f"socket,path={self.port_path(name)},server=on,wait=off,id=ch{number}"
+            argv += [
+                "-chardev",
+                chardev,
+                "-device",
+                f"virtserialport,chardev=ch{number},name={name}",
+            ]
+        for name, path in self.fw_cfg.items():
+            argv += ["-fw_cfg", f"name={name},file={path}"]
         return argv
 
     @staticmethod
@@ -137,13 +158,14 @@ class Guest:
             text += "\nqemu stderr: " + stderr.read_text(errors="replace")[-2000:]
         return text
 
-    def connect_channel(self, timeout: float = 30.0) -> socket.socket:
-        """A connected stream socket to the guest's `agent.0` port."""
+    def connect_channel(self, timeout: float = 30.0, port: str = CHANNEL_NAME) -> socket.socket:
+        """A connected stream socket to the guest's `agent.0` port (or another of `ports`)."""
+        path = self.channel_path if port == CHANNEL_NAME else self.port_path(port)
         deadline = time.monotonic() + timeout
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.connect(str(self.channel_path))
+                sock.connect(str(path))
                 return sock
             except OSError:
                 sock.close()
@@ -194,6 +216,6 @@ class Guest:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for path in (self.channel_path, self.qmp_path):
+        for path in (self.channel_path, self.qmp_path, *map(self.port_path, self.ports)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
