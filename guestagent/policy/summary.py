@@ -117,6 +117,7 @@ def _container_risks(c: Container, caps: dict[str, list[str]] | None) -> list[st
         risks.append("no_new_privileges not required")
     if c.host_network:
         risks.append("may share the guest's network namespace (host_network)")
+    risks += [f"joins the {ns} namespace of {owner}" for ns, owner in sorted(c.joins.items())]
     if c.devices:
         risks.append(f"device nodes: {', '.join(sorted(c.devices))}")
     if c.sysctls:
@@ -190,6 +191,7 @@ def _container(c: Container) -> dict[str, Any]:
         "devices": sorted(c.devices),
         "sysctls": dict(sorted(c.sysctls.items())),
         "seccomp_profile_sha256": c.seccomp_profile_sha256,
+        "joins": dict(sorted(c.joins.items())),
         "flags": {
             name: getattr(c, name)
             for name in (
@@ -237,6 +239,11 @@ def _global_risks(policy: Policy) -> list[str]:
             "file copy into the guest allowed: "
             + ", ".join(p.source for p in policy.copy_file.destinations)
         )
+        if policy.copy_file.symlinks:
+            risks.append("file copy may make symlinks (to copy destinations)")
+        owners = (policy.copy_file.uid.describe(), policy.copy_file.gid.describe())
+        if owners != (0, 0):
+            risks.append(f"copied files may be owned by uid {owners[0]}, gid {owners[1]}")
     return risks
 
 

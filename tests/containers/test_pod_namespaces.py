@@ -5,9 +5,11 @@ and the hostname is the pause's."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,12 @@ from guestagent.policy.state import EMPTY_STATE, PolicyState
 pytestmark = requires_runtime
 
 LAYER = hashlib.sha256(b"pod layer").hexdigest()
-PAUSE = ["/bin/sleep", "1000"]
+# The pause container makes a POSIX message queue (a file in its IPC namespace's mqueue fs).
+PAUSE = ["/bin/sh", "-c", "touch /dev/mqueue/pod-queue; exec sleep 1000"]
 REPORT = [
     "/bin/sh",
     "-c",
-    "for ns in ipc uts net; do readlink /proc/self/ns/$ns; done; hostname",
+    "for ns in ipc uts net; do readlink /proc/self/ns/$ns; done; hostname; ls /dev/mqueue",
 ]
 JOINS = {"ipc": "pause", "uts": "pause", "network": "pause"}
 
@@ -127,6 +130,10 @@ def test_app_joins_the_pause_containers_namespaces(tmp_path, rootfs, oci_runtime
             pod = Pod(pod_policy(), manager, rootfs)
             pause_pid = await pod.create("pause", spec(PAUSE), {})
             owner = pod.cid("pause")
+            for _ in range(100):  # the queue exists once the pause's shell has run
+                if b"pod-queue" in _mqueues(pause_pid):
+                    break
+                await asyncio.sleep(0.05)
             await pod.create("app", spec(REPORT), dict.fromkeys(JOINS, owner))
             io = manager.io(pod.cid("app"))
             out, err = await io.stdout.read_all(), await io.stderr.read_all()
@@ -136,8 +143,15 @@ def test_app_joins_the_pause_containers_namespaces(tmp_path, rootfs, oci_runtime
 
     lines, pause = run(scenario())
     ours = [os.readlink(f"/proc/self/ns/{PROC_NAMES[t]}") for t in JOINS]
-    assert lines == [*pause, "pod-a"]
+    assert lines == [*pause, "pod-a", "pod-queue"]  # the pause's queue, seen from the app
     assert all(a != b for a, b in zip(pause, ours, strict=True))  # not the agent's own
+
+
+def _mqueues(pid: int) -> bytes:
+    """The message queues in the IPC namespace of `pid`, listed from inside it."""
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-i", "-m", "ls", "/dev/mqueue"], capture_output=True
+    ).stdout
 
 
 def test_a_hostname_other_than_the_joined_one_is_refused(tmp_path, rootfs):
