@@ -118,6 +118,9 @@ def main() -> int:
             )
         print()
         print(rows_table(rows))
+        pairs = zip(ours, theirs, strict=True)
+        each = ", ".join(f"{a.handshake:.1f}/{b.handshake:.1f}" for a, b in pairs)
+        print(f"\neach round, this/{name} (s): {each}; load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -211,12 +211,13 @@ class Agent:
         if not self.state_dir.is_dir():
             log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await self._reconcile()
         self._open_snp()
         if policy_bytes is not None:
             signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
             if signer is not None:
-                signer.start_ahead()  # it loads while the policy engine does
+                signer.start_ahead()  # it loads while the state is reconciled and the engine loads
+        await self._reconcile()
+        if policy_bytes is not None:
             try:
                 self.adopt_policy(policy_bytes, self.config.policy_file)
             except AgentError as exc:  # stay up, deny everything, say why in status

@@ -11,6 +11,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 __all__ = [
+    "SUPPORTED_VERSIONS",
     "GuestPolicy",
     "PlatformInfo",
     "Product",
@@ -21,6 +22,8 @@ __all__ = [
     "product_from_cpuid",
     "product_from_name",
 ]
+
+SUPPORTED_VERSIONS = (2, 3, 5)  # attestation report versions parsed (report.py) and simulated
 
 
 class Product(StrEnum):

@@ -14,6 +14,7 @@ from typing import Any
 
 from guestagent.snp.errors import BadReportError
 from guestagent.snp.fields import (
+    SUPPORTED_VERSIONS,
     GuestPolicy,
     PlatformInfo,
     Product,
@@ -37,7 +38,6 @@ __all__ = [
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0  # the signature covers bytes [0, 0x2A0)
 SIGNATURE_COMPONENT_SIZE = 72  # R and S are 72-byte little-endian fields
-SUPPORTED_VERSIONS = (2, 3, 5)
 ECDSA_P384_SHA384 = 1
 
 _INT_FORMATS = {"u8": "<B", "u32": "<I", "u64": "<Q"}

@@ -24,13 +24,20 @@ from guestagent.snp.backend import (
     check_vmpl,
 )
 from guestagent.snp.errors import SnpFirmwareError
-from guestagent.snp.fields import GuestPolicy, Product, SignerInfo, SigningKey, TcbVersion
-from guestagent.snp.report import SUPPORTED_VERSIONS, AttestationReport
+from guestagent.snp.fields import (
+    SUPPORTED_VERSIONS,
+    GuestPolicy,
+    Product,
+    SignerInfo,
+    SigningKey,
+    TcbVersion,
+)
 from guestagent.snp.simsign import ChildSigner, sign_p384
 from guestagent.snp.simstate import SimState
 
 if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
     from guestagent.snp.cert_table import CertTable
+    from guestagent.snp.report import AttestationReport
 
 __all__ = ["DEFAULT_TCB", "SimBackend", "SimConfig"]
 
@@ -121,6 +128,8 @@ class SimBackend:
     # -- reports ------------------------------------------------------------------------------
     def build_report(self, report_data: bytes, vmpl: int) -> AttestationReport:
         """The unsigned report a guest at `vmpl` would get."""
+        from guestagent.snp.report import AttestationReport
+
         cfg = self.config
         check_report_data(report_data)
         if check_vmpl(vmpl) < cfg.guest_vmpl:

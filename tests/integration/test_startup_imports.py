@@ -102,6 +102,19 @@ def test_a_hardware_backed_start_loads_no_cryptography_and_no_policy_engine(
     assert "guestagent.transport.listen" in started["modules"]  # it did start serving
 
 
+def test_a_simulated_start_awaiting_its_policy_loads_what_a_hardware_one_does(
+    tmp_path: Path,
+) -> None:
+    # The guest's path in the VM tier: simulated SNP, the policy comes after the handshake.
+    sim = tmp_path / "sim"
+    sim.mkdir(mode=0o700)
+    started = started_modules(
+        tmp_path, "--snp", "sim", "--sim-state", str(sim), "--sim-host-data", "00" * 32
+    )
+    assert started["policy"] == "none"  # none delivered yet: everything is denied
+    assert loaded_heavy(started["modules"], (*NOT_AT_START, *NOT_BEFORE_A_POLICY)) == []
+
+
 def test_a_simulated_start_with_a_policy_signs_in_a_child_without_cryptography(
     tmp_path: Path,
 ) -> None:
