@@ -42,15 +42,17 @@ async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) ->
             f"CopyFile of {request.path!r}: file_mode {oct(request.file_mode)} is not a "
             "regular file, directory or symlink"
         )
-    owner = {"uid": max(request.uid, 0), "gid": max(request.gid, 0)}
+    common = {"uid": max(request.uid, 0), "gid": max(request.gid, 0)}
     mode = request.file_mode & 0o7777
+    # Parent directories the copy makes (proto3's 0: unset, the agent's 0755).
+    common["dir_mode"] = request.dir_mode & 0o7777 or 0o755
     if kind in (stat.S_IFDIR, stat.S_IFLNK):
         if request.offset or len(request.data) != request.file_size:
             raise InvalidArgumentError(
                 f"CopyFile of {request.path!r}: a directory or symlink comes in one message "
                 "(offset 0, file_size the length of data)"
             )
-        args: dict[str, object] = {"destination": request.path, "data": b"", "mode": mode, **owner}
+        args: dict[str, object] = {"destination": request.path, "data": b"", "mode": mode, **common}
         if kind == stat.S_IFDIR:
             if request.data:
                 raise InvalidArgumentError(f"CopyFile of {request.path!r}: a directory has no data")
@@ -86,7 +88,7 @@ async def copy_file(context: KataContext, request: agent_pb2.CopyFileRequest) ->
     pending.pop(request.path, None)
     await context.native(
         "copy_file",
-        {"destination": request.path, "data": bytes(buffer), "mode": mode, **owner},
+        {"destination": request.path, "data": bytes(buffer), "mode": mode, **common},
     )
     return empty_pb2.Empty()
 

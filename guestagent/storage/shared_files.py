@@ -42,13 +42,14 @@ class SharedEntry:
     uid: int = 0
     gid: int = 0
     target: str | None = None
+    dir_mode: int = 0o755  # of the parent directories made on the way
 
 
 def write_shared_file(
     root: str, destination: str, data: bytes, entry: SharedEntry
 ) -> dict[str, Any]:
-    """Make `entry` at `root` + `destination` (creating parent directories, the agent's,
-    0755); returns what it did."""
+    """Make `entry` at `root` + `destination` (creating missing parent directories, the
+    agent's, with `entry.dir_mode`); returns what it did."""
     parts = _components(destination)
     try:
         return _write(root, parts, data, entry)
@@ -65,10 +66,17 @@ def write_shared_file(
 
 
 def _subdir(dir_fd: int, name: str, mode: int) -> int:
-    """The directory `name` in `dir_fd`, made if missing; never a symlink."""
-    with contextlib.suppress(FileExistsError):
+    """The directory `name` in `dir_fd`, made (with `mode`, whatever the umask) if missing;
+    never a symlink."""
+    try:
         os.mkdir(name, mode, dir_fd=dir_fd)
-    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        made = True
+    except FileExistsError:
+        made = False
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    if made:
+        os.fchmod(fd, mode)
+    return fd
 
 
 def _write(root: str, parts: list[str], data: bytes, entry: SharedEntry) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def _write(root: str, parts: list[str], data: bytes, entry: SharedEntry) -> dict
     mode = entry.mode & 0o777
     try:
         for part in parts[:-1]:
-            child = _subdir(dir_fd, part, 0o755)
+            child = _subdir(dir_fd, part, entry.dir_mode & 0o777)
             os.close(dir_fd)
             dir_fd = child
         name, tmp = parts[-1], f".{parts[-1]}.tmp"

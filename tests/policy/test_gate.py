@@ -53,8 +53,8 @@ def test_read_only_decisions_commit_as_no_ops() -> None:
     assert len(gate.state.devices) == 1
 
 
-COPY_PASSWD = {"destination": "/etc/passwd", "mode": 0, "size": 0, "kind": "file", "target": "",
-               "uid": 0, "gid": 0}  # fmt: skip
+COPY_PASSWD = {"destination": "/etc/passwd", "mode": 0, "dir_mode": 0o755, "size": 0,
+               "kind": "file", "target": "", "uid": 0, "gid": 0}  # fmt: skip
 
 
 def test_decision_log_is_bounded_and_filterable() -> None:

@@ -34,8 +34,8 @@ POLICY = parse_policy(
 
 
 def copy(dest: str, kind: str = "file", target: str = "", uid: int = 0, gid: int = 2000):
-    request = {"destination": dest, "mode": 0o644, "size": len(target), "kind": kind,
-               "target": target, "uid": uid, "gid": gid}  # fmt: skip
+    request = {"destination": dest, "mode": 0o644, "dir_mode": 0o755, "size": len(target),
+               "kind": kind, "target": target, "uid": uid, "gid": gid}  # fmt: skip
     return decide(POLICY, EMPTY_STATE, "copy_file", request)
 
 
@@ -104,6 +104,9 @@ def test_entries_get_their_kind_mode_and_owner(tmp_path):
     write_shared_file(root, "/v/..data", b"", SharedEntry("symlink", 0o777, 0, 0, "..d2"))
     assert os.readlink(base / "..data") == "..d2"
     assert (base / "..d1").is_dir() and not (base / "..d1").is_symlink()
+    # Missing parents are made with the requested directory mode.
+    write_shared_file(root, "/w/x/f", b"", SharedEntry("file", 0o644, 0, 0, None, 0o775))
+    assert [(base.parent / d).stat().st_mode & 0o777 for d in ("w", "w/x")] == [0o775, 0o775]
 
 
 def test_nothing_is_written_through_a_symlink(tmp_path):

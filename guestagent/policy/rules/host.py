@@ -38,6 +38,7 @@ _COPY = Schema(
     {
         "destination": STR,
         "mode": U32,
+        "dir_mode": U32,  # of the parent directories the copy makes
         "size": U32,
         "kind": STR,  # file, directory or symlink
         "target": STR,  # a symlink's target ("" otherwise)
@@ -130,13 +131,14 @@ def decide_copy_file(policy: Policy, state: PolicyState, req: Mapping[str, Any])
             asked=dest,
             allowed=[p.source for p in rules.destinations],
         )
-    if req["mode"] & _SPECIAL_MODE_BITS or req["mode"] > 0o7777:
-        return deny(
-            point,
-            "mode",
-            "setuid, setgid and sticky bits are never allowed",
-            asked=oct(req["mode"]),
-        )
+    for field in ("mode", "dir_mode"):
+        if req[field] & _SPECIAL_MODE_BITS or req[field] > 0o7777:
+            return deny(
+                point,
+                field,
+                "setuid, setgid and sticky bits are never allowed",
+                asked=oct(req[field]),
+            )
     if req["size"] > rules.max_size:
         return deny(
             point,

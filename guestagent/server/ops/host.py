@@ -75,6 +75,7 @@ def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
         {
             "destination": args["destination"],
             "mode": args["mode"],
+            "dir_mode": args["dir_mode"],
             "size": len(args["data"]) if target is None else len(target.encode()),
             "kind": kind,
             "target": target or "",
@@ -87,7 +88,9 @@ def prepare_copy(agent: Agent, args: dict[str, Any]) -> Prepared:
 async def copy_file(agent: Agent, call: Call) -> dict[str, Any]:
     root = str(agent.state_dir / "shared")
     args = call.args
-    entry = SharedEntry(args["kind"], args["mode"], args["uid"], args["gid"], args["target"])
+    entry = SharedEntry(
+        args["kind"], args["mode"], args["uid"], args["gid"], args["target"], args["dir_mode"]
+    )
     # Up to 16 MiB written and fsynced: in a thread, never on the event loop.
     return await asyncio.to_thread(
         write_shared_file, root, args["destination"], args["data"], entry
@@ -206,6 +209,7 @@ OPERATIONS = [
             "destination": Field((str,), max_len=4096),
             "data": Field((bytes,), max_len=MAX_COPY),
             "mode": Field((int,), default=0o644, check=_mode),
+            "dir_mode": Field((int,), default=0o755, check=_mode),
             "kind": Field((str,), default="file", check=_kind),
             "target": Field((str, type(None)), default=None, max_len=4096),
             "uid": Field((int,), default=0, check=_owner),
