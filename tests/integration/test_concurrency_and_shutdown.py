@@ -74,7 +74,10 @@ def test_sigterm_answers_every_pipelined_request_then_exits_zero() -> None:
 def test_shutdown_waits_for_in_flight_operations(tmp_path) -> None:
     """In process: a slow operation in flight when shutdown starts still gets its reply."""
 
+    started = asyncio.Event()
+
     async def slow(agent: Agent, call: object) -> str:
+        started.set()
         await asyncio.sleep(0.5)
         return "finished"
 
@@ -94,7 +97,8 @@ def test_shutdown_waits_for_in_flight_operations(tmp_path) -> None:
         await asyncio.sleep(0.1)
         client = await AsyncClient.connect(uri)
         pending = asyncio.create_task(client.call("slow"))
-        await asyncio.sleep(0.1)
+        # Shut down only once the operation is running (a fixed sleep loses under load).
+        await asyncio.wait_for(started.wait(), 10)
         agent.request_shutdown()
         assert await pending == "finished"
         with pytest.raises(Exception, match=r"shutting down|closed"):
