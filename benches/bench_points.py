@@ -29,6 +29,16 @@ from guestagent.policy.engine import decide
 from guestagent.policy.state import EMPTY_STATE, PolicyState
 
 SIZES = (1, 20, 200)
+COPY = {
+    "destination": "/etc/app/x.conf",
+    "mode": 0o644,
+    "dir_mode": 0o755,
+    "size": 9,
+    "kind": "file",
+    "target": "",
+    "uid": 0,
+    "gid": 0,
+}
 CID = "c1"
 ROOTFS = f"/run/rootfs/{CID}"
 
@@ -88,7 +98,7 @@ def scenario(policy: Policy, index: int) -> dict[str, tuple[PolicyState, dict[st
         "signal_container_process": (started, signal),
         "shutdown_container": (started, {"container_id": CID}),
         "container_state": (started, {"container_id": CID}),
-        "copy_file": (EMPTY_STATE, {"destination": "/etc/app/x.conf", "mode": 0o644, "size": 9}),
+        "copy_file": (EMPTY_STATE, COPY),
         "network_change": (EMPTY_STATE, {"kind": "address", "interface": "eth0"}),
     }
 

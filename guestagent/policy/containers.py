@@ -146,7 +146,13 @@ class CapabilitySets:
     sorted_sets: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        sets = tuple(getattr(self, name) for name in CAPABILITY_SETS)
+        # Equal sets as one object (bounding, effective and permitted usually are): a request
+        # whose lists are equal too is then checked against one set once (granted_caps).
+        sets: list[frozenset[str]] = []
+        for name in CAPABILITY_SETS:
+            own = getattr(self, name)
+            sets.append(next((s for s in sets if s == own), own))
+        sets = tuple(sets)
         object.__setattr__(self, "sets", sets)
         object.__setattr__(self, "sorted_sets", tuple(tuple(sorted(s)) for s in sets))
 

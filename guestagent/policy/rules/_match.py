@@ -83,14 +83,16 @@ def granted_caps(
     """The sets to grant when every asked set equals the policy's, else None."""
     b, e, i, p, a = expected.sets
     bounding, effective, permitted = asked["bounding"], asked["effective"], asked["permitted"]
-    have = frozenset(bounding)
-    # Effective and permitted are usually the bounding list again: equal lists, equal sets.
+    inheritable, ambient = asked["inheritable"], asked["ambient"]
+    # Effective and permitted are usually the bounding list again (equal lists, equal sets),
+    # and the policy's the bounding set again (one object, CapabilitySets): then the one
+    # comparison of bounding covers them.
     if not (
-        b == have
-        and e == (have if effective == bounding else frozenset(effective))
-        and p == (have if permitted == bounding else frozenset(permitted))
-        and i == frozenset(asked["inheritable"])
-        and a == frozenset(asked["ambient"])
+        b == frozenset(bounding)
+        and ((e is b and effective == bounding) or e == frozenset(effective))
+        and ((p is b and permitted == bounding) or p == frozenset(permitted))
+        and (i == frozenset(inheritable) if inheritable or i else True)
+        and (a == frozenset(ambient) if ambient or a else True)
     ):
         return None
     b, e, i, p, a = expected.sorted_sets  # == sorted(asked set): sorted at policy load
