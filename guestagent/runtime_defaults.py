@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MASKED_PATHS",
     "DEFAULT_OOM_RANGE",
+    "DEFAULT_OOM_SCORE_ADJ",
     "DEFAULT_READONLY_PATHS",
     "DEFAULT_UMASK",
     "OOM_SCORE_ADJ_RANGE",
@@ -22,6 +23,10 @@ SHARED_NAMESPACES = ("ipc", "uts", "network")
 OOM_SCORE_ADJ_RANGE = (-1000, 1000)
 # A container may make itself likelier to be OOM-killed, never less likely than the agent's.
 DEFAULT_OOM_RANGE = (0, 1000)
+# runc leaves oom_score_adj alone when the spec has none, and the container would inherit
+# the agent's (-1000 under systemd: never OOM-killed). Containers start from 0 (moved into
+# the policy's range when it excludes 0).
+DEFAULT_OOM_SCORE_ADJ = 0
 _RLIMITS = "AS CORE CPU DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE NOFILE NPROC RSS RTPRIO RTTIME"
 RLIMIT_TYPES = frozenset(f"RLIMIT_{name}" for name in f"{_RLIMITS} SIGPENDING STACK".split())
 DEFAULT_MASKED_PATHS = (

@@ -102,7 +102,7 @@ def _process(facts: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any
     caps = data.get("capabilities")
     user = facts["user"]
     umask = data.get("umask", facts["umask"])
-    oom = facts["oom_score_adj"]
+    oom = data.get("oom_score_adj", facts["oom_score_adj"])  # the decision's, when it says
     process: dict[str, Any] = {
         "terminal": facts["terminal"],
         "user": {

@@ -7,6 +7,7 @@ from typing import Any
 
 from guestagent.runtime_defaults import (
     DEFAULT_MASKED_PATHS,
+    DEFAULT_OOM_SCORE_ADJ,
     DEFAULT_READONLY_PATHS,
     DEFAULT_UMASK,
     RLIMIT_TYPES,
@@ -25,9 +26,6 @@ __all__ = [
 ]
 
 OCI_VERSION = "1.0.2"
-# runc leaves oom_score_adj alone when the spec has none, and the container would inherit
-# the agent's (-1000 under systemd: never OOM-killed). Containers start from 0.
-DEFAULT_OOM_SCORE_ADJ = 0
 HOST_NAME_MAX = 64
 
 _NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]

@@ -165,6 +165,17 @@ def test_a_masked_path_the_policy_allows_reads_empty_inside(tmp_path, motd_rootf
     assert lines[6:8] == ["motd=", "masked=0"]
 
 
+def test_a_spec_without_oom_score_adj_gets_one_inside_the_policys_range(
+    tmp_path, motd_rootfs, oom_raised
+):
+    """Leaving the field out does not buy the agent's default 0 when the policy says 100..500."""
+    spec = spec_of(linux={"devices": [{"path": DEVICE, "type": "c"}]})
+    del spec["hostname"]
+    policy = policy_of(oom_score_adj={"min": 100, "max": 500})
+    lines = run_allowed(tmp_path, policy, spec, motd_rootfs)
+    assert lines[3] == "100"
+
+
 def test_defaults_when_the_policy_and_spec_say_nothing(tmp_path, motd_rootfs):
     spec = spec_of(linux={"devices": [{"path": DEVICE, "type": "c"}]})
     del spec["hostname"]

@@ -10,6 +10,7 @@ from guestagent.policy.containers import Container
 from guestagent.policy.rules._candidates import Check
 from guestagent.policy.rules._codegen import Code
 from guestagent.policy.rules._input import STR, U32, U64, IntIn, ListOf, Schema
+from guestagent.runtime_defaults import DEFAULT_OOM_SCORE_ADJ
 
 __all__ = [
     "DEVICES",
@@ -19,6 +20,7 @@ __all__ = [
     "RUNTIME_ABSENT",
     "RUNTIME_CHECKS",
     "hostname_allowed",
+    "oom_score_adj_applied",
     "rlimits_allowed",
 ]
 
@@ -125,6 +127,16 @@ def oom_score_adj_allowed(c: Container, req: Mapping[str, Any]) -> dict[str, Any
             "allowed": {"min": lo, "max": hi},
         }
     return None
+
+
+def oom_score_adj_applied(c: Container, req: Mapping[str, Any]) -> int:
+    """The oomScoreAdj the container gets: the spec's (checked above), or, when it states
+    none, the agent's default moved into the policy's range (a policy asking for 100..500
+    must not get 0 because the host left the field out)."""
+    value, (lo, hi) = req["oom_score_adj"], c.runtime.oom_score_adj
+    if value is not None:
+        return value
+    return min(max(DEFAULT_OOM_SCORE_ADJ, lo), hi)
 
 
 RUNTIME_CHECKS: tuple[Check, ...] = (

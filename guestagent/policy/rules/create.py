@@ -38,6 +38,7 @@ from guestagent.policy.rules._runtime import (
     RLIMITS,
     RUNTIME_ABSENT,
     RUNTIME_CHECKS,
+    oom_score_adj_applied,
 )
 from guestagent.policy.state import PolicyState, Transition
 
@@ -313,6 +314,7 @@ def _matches(
         if failed is None:
             failed_or_data = env_and_caps(policy, container, req, _RANK_ENV)
             if isinstance(failed_or_data, dict):
+                failed_or_data["oom_score_adj"] = oom_score_adj_applied(container, req)
                 survivors.append(index)
                 datas.append(failed_or_data)
                 continue
