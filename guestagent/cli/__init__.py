@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 
 from guestagent import __version__
@@ -46,15 +45,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"guestagent {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
-    if command in names:
-        names = [command]
+    names = [command] if _is_command_module(command) else _command_modules()
     for name in names:
         module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
     return parser
+
+
+def _is_command_module(command: str | None) -> bool:
+    """Whether a module of this package is named `command`: looked up as one file, so the
+    fast path does not list the package (pkgutil's listing imports inspect)."""
+    return bool(
+        command
+        and command.isidentifier()
+        and not command.startswith("_")
+        and any(os.path.isfile(os.path.join(d, f"{command}.py")) for d in __path__)
+    )
+
+
+def _command_modules() -> list[str]:
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def main(argv: list[str] | None = None) -> int:

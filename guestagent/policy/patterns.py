@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-
-import re2
+from typing import TYPE_CHECKING, Any
 
 from guestagent.policy._reader import PolicyFormatError
 
@@ -33,14 +32,21 @@ MAX_PATTERN_LENGTH = 1024
 MAX_INPUT_LENGTH = 32768
 
 
-def _options() -> re2.Options:
+if TYPE_CHECKING:
+    import re2
+
+
+@lru_cache(maxsize=1)
+def _re2() -> tuple[Any, re2.Options]:
+    """RE2 and the options every pattern compiles with, loaded at the first pattern: a
+    policy without pattern rules (and an agent awaiting its policy) never loads RE2 and its
+    C++ runtime."""
+    import re2
+
     options = re2.Options()
     options.never_capture = True  # only "does it match" is asked: no submatch tracking
     options.log_errors = False  # a bad pattern is reported as a PolicyFormatError instead
-    return options
-
-
-_OPTIONS = _options()
+    return re2, options
 
 
 class PatternSet:
@@ -50,7 +56,8 @@ class PatternSet:
 
     def __init__(self, sources: Sequence[str]) -> None:
         self.sources = tuple(sources)
-        self._set = re2.Set.FullMatchSet(_OPTIONS)
+        re2, options = _re2()
+        self._set = re2.Set.FullMatchSet(options)
         for source in self.sources:
             self._set.Add(source)
         self._set.Compile()
@@ -94,8 +101,9 @@ def check_syntax(source: str, path: str) -> None:
     """Raise PolicyFormatError naming `path` unless `source` is a valid RE2 pattern."""
     if len(source) > MAX_PATTERN_LENGTH:
         raise PolicyFormatError(path, f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    re2, options = _re2()
     try:
-        re2.compile(source, _OPTIONS)
+        re2.compile(source, options)
     except re2.error as exc:
         why = exc.args[0] if exc.args else ""
         why = why.decode(errors="replace") if isinstance(why, bytes) else str(why)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -117,3 +119,13 @@ def test_patterns_compile_at_policy_load() -> None:
     policy = parse_policy(_policy([{"pattern": r"PORT=\d{2,5}", "strategy": "re2"}]))
     matcher = policy.containers[0].env_matcher
     assert matcher.allows("PORT=443") and not matcher.allows(f"PORT={ARABIC_INDIC}")
+
+
+def test_re2_loads_at_the_first_pattern_not_with_the_module() -> None:
+    # A policy without pattern rules never loads RE2; the first pattern does, and matches.
+    code = (
+        "import sys; from guestagent.policy import patterns; assert 're2' not in sys.modules; "
+        "p = patterns.compile_pattern('a+', 'x'); assert 're2' in sys.modules; "
+        "assert p.matches('aaa') and not p.matches('b')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
