@@ -13,6 +13,7 @@ most MAX_PATTERN_LENGTH characters, and inputs longer than MAX_INPUT_LENGTH neve
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -86,12 +87,30 @@ REMEMBERED_LENGTH = 256
 _remembered = lru_cache(maxsize=4096)(PatternSet._match)
 
 
+# A pattern of only letters, digits, '-' and '_' has no RE2 syntax in it: it full-matches
+# exactly the text equal to it, so it is compared as a string (a hostname rule such as
+# "demo" does not load RE2 and its C++ runtime into the agent).
+_LITERAL = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+class LiteralSet:
+    """A pattern without syntax: `any(text)` is True only for the text equal to it."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, source: str) -> None:
+        self.sources = (source,)
+
+    def any(self, text: str) -> bool:
+        return text == self.sources[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """A compiled, anchored pattern; `source` is the text the policy gave."""
 
     source: str
-    automaton: PatternSet = field(compare=False, repr=False)
+    automaton: PatternSet | LiteralSet = field(compare=False, repr=False)
 
     def matches(self, text: str) -> bool:
         return self.automaton.any(text)
@@ -112,5 +131,7 @@ def check_syntax(source: str, path: str) -> None:
 
 def compile_pattern(source: str, path: str) -> Pattern:
     """Compile `source` for full matching, or raise PolicyFormatError naming `path`."""
+    if len(source) <= MAX_PATTERN_LENGTH and _LITERAL.issuperset(source):
+        return Pattern(source, LiteralSet(source))
     check_syntax(source, path)
     return Pattern(source, PatternSet((source,)))

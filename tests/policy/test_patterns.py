@@ -125,7 +125,33 @@ def test_re2_loads_at_the_first_pattern_not_with_the_module() -> None:
     # A policy without pattern rules never loads RE2; the first pattern does, and matches.
     code = (
         "import sys; from guestagent.policy import patterns; assert 're2' not in sys.modules; "
+        "p = patterns.compile_pattern('demo-host_1', 'x'); assert 're2' not in sys.modules; "
+        "assert p.matches('demo-host_1') and not p.matches('demo-host_'); "
         "p = patterns.compile_pattern('a+', 'x'); assert 're2' in sys.modules; "
         "assert p.matches('aaa') and not p.matches('b')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+LITERAL_TEXTS = [
+    "demo",
+    "Demo",
+    "demo\n",
+    "dem",
+    "demox",
+    "",
+    "DEMO-1",
+    "demo-1_a",
+    "\ud800",
+    "x" * 40000,
+]
+
+
+@pytest.mark.parametrize("source", ["demo", "demo-1_a", "DEMO-1", "a", "0"])
+def test_a_literal_pattern_matches_what_re2_matches(source: str) -> None:
+    # Compared as a string without RE2: each verdict equals the RE2 automaton's.
+    literal = compile_pattern(source, "$.p")
+    automaton = PatternSet((source,))
+    assert type(literal.automaton).__name__ == "LiteralSet"
+    for text in [*LITERAL_TEXTS, source, source + source]:
+        assert literal.matches(text) == automaton.any(text), text
