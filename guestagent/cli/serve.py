@@ -13,12 +13,12 @@ from guestagent.cli.simlaunch import add_launch_options, launch_fields
 from guestagent.errors import AgentError
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.rpc.host import DEFAULT_LIMITS
+from guestagent.server.agent import Agent, AgentConfig
 from guestagent.server.limits import TRANSPORTS, parse_caps
 from guestagent.server.logs import configure_logging
 from guestagent.transport.uri import parse_uri
 
 if TYPE_CHECKING:
-    from guestagent.server.agent import AgentConfig
     from guestagent.snp.sim import SimConfig
 
 __all__ = ["add_agent_arguments", "config_from_args", "register"]
@@ -155,8 +155,6 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    from guestagent.server.agent import AgentConfig
-
     listen = args.listen or ["vsock://any:1024"]
     for uri in [*listen, *args.kata]:
         parse_uri(uri)  # fail on a bad URI before anything starts
@@ -215,15 +213,6 @@ def run(args: argparse.Namespace) -> int:
     timeline.stamp("agent_python", timeline.STARTED)
     timeline.stamp("agent_imported")
     configure_logging(args.log_level)
-    if args.snp == "sim" and args.policy:
-        # The simulator's signing child for the policy given here starts before the agent's
-        # modules load (they are most of start-up), so its interpreter and cryptography load
-        # meanwhile; the simulator backend takes it (snp/simsign.py).
-        from guestagent.snp.simsign import start_early
-
-        start_early()
-    from guestagent.server.agent import Agent
-
     try:
         config = config_from_args(args)
     except AgentError as exc:

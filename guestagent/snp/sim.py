@@ -32,7 +32,7 @@ from guestagent.snp.fields import (
     SigningKey,
     TcbVersion,
 )
-from guestagent.snp.simsign import ChildSigner, sign_p384, take_early
+from guestagent.snp.simsign import ChildSigner, sign_p384
 from guestagent.snp.simstate import SimState
 
 if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
@@ -100,7 +100,7 @@ class SimBackend:
         sign_in_child: bool = False,
     ):
         self.config = config or SimConfig()
-        self.child_signer = (take_early() or ChildSigner()) if sign_in_child else None
+        self.child_signer = ChildSigner() if sign_in_child else None
         self.state = SimState(state_dir, self.config.product)
         self.product = self.state.product
         self.tcb = self._tcb()

@@ -24,7 +24,7 @@ from guestagent.snp.sign_child import sign_p384
 if TYPE_CHECKING:  # the agent's own: the child imports this module without them
     from guestagent.containers.children import Child
 
-__all__ = ["ChildSigner", "sign_p384", "start_early", "take_early"]
+__all__ = ["ChildSigner", "sign_p384"]
 
 CHILD_TIMEOUT = 120.0  # seconds: a cold interpreter under software emulation is slow
 # The child runs isolated (-I) and without site (-S: no .pth files to process, which is most
@@ -93,22 +93,3 @@ class ChildSigner:
                 f"simulated secure processor failed to sign (exit {done.returncode}): {exc}"
             ) from None
         return r, s
-
-
-# A signer whose child `serve` started before the agent's modules loaded; the first simulator
-# backend that signs in a child takes it.
-_EARLY: list[ChildSigner] = []
-
-
-def start_early() -> None:
-    """Start a signing child now, for the simulator backend the agent makes later. A child
-    that cannot start is not an error here: the backend's own start says why, when it signs."""
-    signer = ChildSigner()
-    with contextlib.suppress(SnpUnavailableError):
-        signer.start_ahead()
-        _EARLY.append(signer)
-
-
-def take_early() -> ChildSigner | None:
-    """The signer `start_early` made, once; None if there is none."""
-    return _EARLY.pop() if _EARLY else None

@@ -70,14 +70,3 @@ def test_a_child_that_cannot_sign_is_snp_unavailable(milan_state, monkeypatch):
     monkeypatch.setattr(simsign, "_SCRIPT", os.devnull)  # runs, prints nothing
     with pytest.raises(SnpUnavailableError, match="failed to sign"):
         backend.get_report(NONCE)
-
-
-def test_a_child_started_early_is_taken_by_the_first_backend_and_signs(milan_state):
-    # `serve` starts the child before the agent's modules load; the backend made later signs
-    # with that child, and the next backend starts its own.
-    simsign.start_early()
-    early = simsign._EARLY[-1]
-    backend = SimBackend(milan_state, sign_in_child=True)
-    assert backend.child_signer is early and simsign.take_early() is None
-    assert _verify(backend, backend.get_report(NONCE), expected_report_data=NONCE).ok
-    assert SimBackend(milan_state, sign_in_child=True).child_signer is not early
