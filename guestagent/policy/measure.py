@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import tomllib
 from dataclasses import dataclass
 
 from guestagent.errors import AgentError, ErrorCode
@@ -65,6 +64,8 @@ def _looks_like_json(raw: bytes) -> bool:
 
 
 def _initdata_policy(raw: bytes) -> tuple[str, bytes]:
+    import tomllib  # initdata only: a JSON policy (the common case) never loads it
+
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
