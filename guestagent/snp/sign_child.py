@@ -24,6 +24,10 @@ def sign_p384(scalar: int, message: bytes) -> tuple[int, int]:
 
 def main() -> None:
     sys.path[:0] = sys.argv[1:2]
+    # cryptography loads before the message is read: a child started ahead loads it while
+    # the agent works, instead of after the agent has written the message and waits.
+    from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: F401
+
     scalar, message = sys.stdin.readline().split()
     r, s = sign_p384(int(scalar, 16), bytes.fromhex(message))
     sys.stdout.write(f"{r:x} {s:x}\n")

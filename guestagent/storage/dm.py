@@ -17,9 +17,12 @@ import stat
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
-from guestagent.storage.verity_params import VerityParams
+
+if TYPE_CHECKING:  # a verity table is built with the first layer, not at start-up
+    from guestagent.storage.verity_params import VerityParams
 
 __all__ = [
     "DM_IOCTL",
