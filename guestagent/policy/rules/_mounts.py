@@ -131,6 +131,19 @@ def _misfit(
     return failure
 
 
+# Mount lists found allowed, per policy container: a verdict is a pure function of the
+# container's rules, `elevated` and the mounts (every field, options in order), so
+# remembering it changes no decision, and a container's mounts come back on every restart.
+# The key holds the ids of the container's rules and table; the value holds the objects,
+# so neither id can be reused while the entry lives. Bounded: at most REMEMBERED_LISTS
+# lists of at most REMEMBERED_CHARS characters each (the whole map is dropped when full).
+REMEMBERED_LISTS = 256
+REMEMBERED_CHARS = 4096
+_allowed_lists: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_PLACE = itemgetter("destination", "type", "source")
+_OPTIONS = itemgetter("options")
+
+
 def match_mounts(
     rules: Sequence[MountRule],
     by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
@@ -141,6 +154,36 @@ def match_mounts(
 
     `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
     """
+    # n 3-tuples then n option tuples: mount lists of different lengths never share a key.
+    key = (
+        id(rules),
+        id(by_destination),
+        elevated,
+        *map(_PLACE, mounts),
+        *map(tuple, map(_OPTIONS, mounts)),
+    )
+    known = _allowed_lists.get(key)
+    if known is not None and known[0] is rules and known[1] is by_destination:
+        return None
+    failure = _match(rules, by_destination, mounts, elevated)
+    if failure is None and _chars(key) <= REMEMBERED_CHARS:
+        if len(_allowed_lists) >= REMEMBERED_LISTS:
+            _allowed_lists.clear()
+        _allowed_lists[key] = (rules, by_destination)
+    return failure
+
+
+def _chars(key: tuple[Any, ...]) -> int:
+    return sum(len(text) for part in key[3:] for text in part)
+
+
+def _match(
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
+) -> dict[str, Any] | None:
+    """match_mounts, worked out."""
     edges: list[list[int]] = []
     firsts: set[int] = set()
     n = len(rules)
