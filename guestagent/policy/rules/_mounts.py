@@ -131,17 +131,16 @@ def _misfit(
     return failure
 
 
-# Mount lists found allowed, per policy container: a verdict is a pure function of the
-# container's rules, `elevated` and the mounts (every field, options in order), so
-# remembering it changes no decision, and a container's mounts come back on every restart.
-# The key holds the ids of the container's rules and table; the value holds the objects,
-# so neither id can be reused while the entry lives. Bounded: at most REMEMBERED_LISTS
-# lists of at most REMEMBERED_CHARS characters each (the whole map is dropped when full).
+# The mount list last found allowed, per policy container (and elevation): a verdict is a
+# pure function of the container's rules, `elevated` and the mounts (every field, options
+# in order), so remembering it changes no decision, and a container's mounts come back on
+# every restart. The key holds the ids of the container's rules and table; the value holds
+# the objects, so neither id can be reused while the entry lives, and a copy of the list.
+# Bounded: at most REMEMBERED_LISTS entries (all dropped when full), each of a list of at
+# most REMEMBERED_CHARS characters.
 REMEMBERED_LISTS = 256
 REMEMBERED_CHARS = 4096
-_allowed_lists: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-_PLACE = itemgetter("destination", "type", "source")
-_OPTIONS = itemgetter("options")
+_allowed_lists: dict[tuple[int, int, bool], tuple[Any, Any, list[Any]]] = {}
 
 
 def match_mounts(
@@ -154,27 +153,22 @@ def match_mounts(
 
     `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
     """
-    # n 3-tuples then n option tuples: mount lists of different lengths never share a key.
-    key = (
-        id(rules),
-        id(by_destination),
-        elevated,
-        *map(_PLACE, mounts),
-        *map(tuple, map(_OPTIONS, mounts)),
-    )
+    key = (id(rules), id(by_destination), elevated)
+    asked = [*map(_FIELDS, mounts)]  # (destination, type, source, options) of each
     known = _allowed_lists.get(key)
-    if known is not None and known[0] is rules and known[1] is by_destination:
+    if known is not None and known[0] is rules and known[1] is by_destination and known[2] == asked:
         return None
     failure = _match(rules, by_destination, mounts, elevated)
-    if failure is None and _chars(key) <= REMEMBERED_CHARS:
+    if failure is None and _chars(asked) <= REMEMBERED_CHARS:
         if len(_allowed_lists) >= REMEMBERED_LISTS:
             _allowed_lists.clear()
-        _allowed_lists[key] = (rules, by_destination)
+        # a copy: the request's option lists are not ours to keep
+        _allowed_lists[key] = (rules, by_destination, [(*m[:3], list(m[3])) for m in asked])
     return failure
 
 
-def _chars(key: tuple[Any, ...]) -> int:
-    return sum(len(text) for part in key[3:] for text in part)
+def _chars(asked: list[Any]) -> int:
+    return sum(len(d) + len(t) + len(s) + sum(map(len, o)) for d, t, s, o in asked)
 
 
 def _match(
