@@ -1,8 +1,11 @@
-"""Remembered mount verdicts (rules/_mounts.py) never change a decision.
+"""Remembered verdicts (mount lists, rules/_mounts.py; bounding lists, rules/_match.py)
+never change a decision.
 
 match_mounts remembers mount lists it found allowed, per policy container. These tests run
 it against the uncached matching on generated mount lists, in an order that fills and
-reuses the memory, across containers whose rules differ, and check the bound.
+reuses the memory, across containers whose rules differ, and check the bound. granted_caps
+remembers the bounding list last found equal to a policy set; the tests run it against set
+equality on lists that differ from a remembered one by order, a duplicate or one name.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guestagent.policy.rules import _mounts
+from guestagent.capabilities import ALL_CAPABILITIES
+from guestagent.policy.containers import CapabilitySets
+from guestagent.policy.rules import _match, _mounts
 from tests.policy import world
 
 POLICY = world.load_policy("main")
@@ -108,3 +113,28 @@ def test_memory_is_bounded() -> None:
     before = len(_mounts._allowed_lists)
     assert _mounts.match_mounts(c.mounts, c.mounts_by_destination, mounts, False) is None
     assert len(_mounts._allowed_lists) == before  # too long to remember
+
+
+_NAMES = sorted(ALL_CAPABILITIES)[:8]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(_NAMES), max_size=6), min_size=1, max_size=10),
+    st.lists(st.sampled_from(_NAMES), unique=True, max_size=6),
+)
+def test_remembered_bounding_lists_equal_set_equality(asked: list[Any], policy: list[Any]) -> None:
+    want = frozenset(policy)
+    empty: frozenset[str] = frozenset()
+    sets = CapabilitySets(want, want, empty, want, empty)
+    for _ in range(2):  # the second round meets what the first remembered
+        for bounding in [*asked, sorted(policy), sorted(policy)[::-1]]:
+            caps = {
+                "bounding": bounding,
+                "effective": bounding,
+                "inheritable": [],
+                "permitted": bounding,
+                "ambient": [],
+            }
+            granted = _match.granted_caps(sets, caps)
+            assert (granted is not None) == (frozenset(bounding) == want)
