@@ -77,6 +77,16 @@ def match_env(
     return kept, None
 
 
+# The bounding list last found equal to each policy set: equality of the set and a list is
+# a pure function of them (the input check made the names exact strings), so remembering
+# it changes no decision. The key is the set's id; the value holds the set, so the id cannot
+# be reused while the entry lives. Bounded: REMEMBERED_SETS entries (all dropped when full),
+# lists of at most MAX_REMEMBERED_NAMES names.
+REMEMBERED_SETS = 256
+MAX_REMEMBERED_NAMES = 128
+_bounding_lists: dict[int, tuple[frozenset[str], list[str]]] = {}
+
+
 def granted_caps(
     expected: CapabilitySets, asked: Mapping[str, Sequence[str]]
 ) -> dict[str, list[str]] | None:
@@ -86,10 +96,18 @@ def granted_caps(
     inheritable, ambient = asked["inheritable"], asked["ambient"]
     # Effective and permitted are usually the bounding list again (equal lists, equal sets),
     # and the policy's the bounding set again (one object, CapabilitySets): then the one
-    # comparison of bounding covers them.
+    # comparison of bounding covers them. A bounding list equal to the one last found equal
+    # to the set holds the same names: one list comparison, no set built.
+    seen = _bounding_lists.get(id(b))
+    if seen is None or seen[0] is not b or seen[1] != bounding:
+        if b != frozenset(bounding):
+            return None
+        if len(bounding) <= MAX_REMEMBERED_NAMES:
+            if len(_bounding_lists) >= REMEMBERED_SETS:
+                _bounding_lists.clear()
+            _bounding_lists[id(b)] = (b, list(bounding))  # a copy: the request's is not ours
     if not (
-        b == frozenset(bounding)
-        and ((e is b and effective == bounding) or e == frozenset(effective))
+        ((e is b and effective == bounding) or e == frozenset(effective))
         and ((p is b and permitted == bounding) or p == frozenset(permitted))
         and (i == frozenset(inheritable) if inheritable or i else True)
         and (a == frozenset(ambient) if ambient or a else True)

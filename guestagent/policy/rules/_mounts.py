@@ -131,6 +131,18 @@ def _misfit(
     return failure
 
 
+# The mount list last found allowed, per policy container (and elevation): a verdict is a
+# pure function of the container's rules, `elevated` and the mounts (every field, options
+# in order), so remembering it changes no decision, and a container's mounts come back on
+# every restart. The key holds the ids of the container's rules and table; the value holds
+# the objects, so neither id can be reused while the entry lives, and a copy of the list.
+# Bounded: at most REMEMBERED_LISTS entries (all dropped when full), each of a list of at
+# most REMEMBERED_CHARS characters.
+REMEMBERED_LISTS = 256
+REMEMBERED_CHARS = 4096
+_allowed_lists: dict[tuple[int, int, bool], tuple[Any, Any, list[Any]]] = {}
+
+
 def match_mounts(
     rules: Sequence[MountRule],
     by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
@@ -141,6 +153,31 @@ def match_mounts(
 
     `by_destination` indexes `rules` by destination (Container.mounts_by_destination).
     """
+    key = (id(rules), id(by_destination), elevated)
+    asked = [*map(_FIELDS, mounts)]  # (destination, type, source, options) of each
+    known = _allowed_lists.get(key)
+    if known is not None and known[0] is rules and known[1] is by_destination and known[2] == asked:
+        return None
+    failure = _match(rules, by_destination, mounts, elevated)
+    if failure is None and _chars(asked) <= REMEMBERED_CHARS:
+        if len(_allowed_lists) >= REMEMBERED_LISTS:
+            _allowed_lists.clear()
+        # a copy: the request's option lists are not ours to keep
+        _allowed_lists[key] = (rules, by_destination, [(*m[:3], list(m[3])) for m in asked])
+    return failure
+
+
+def _chars(asked: list[Any]) -> int:
+    return sum(len(d) + len(t) + len(s) + sum(map(len, o)) for d, t, s, o in asked)
+
+
+def _match(
+    rules: Sequence[MountRule],
+    by_destination: Mapping[str, Sequence[tuple[int, MountRule]]],
+    mounts: Sequence[Mapping[str, Any]],
+    elevated: bool,
+) -> dict[str, Any] | None:
+    """match_mounts, worked out."""
     edges: list[list[int]] = []
     firsts: set[int] = set()
     n = len(rules)
