@@ -13,8 +13,9 @@ bound to the policy digest and its own policy entry::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from guestagent.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from guestagent.attestation.hub import AttestationHub, attestation_entry
@@ -32,20 +33,14 @@ __all__ = [
 
 # Loaded on first use: the agent's create path needs only the hub; the server and the key
 # derivation (cryptography) load with the first attestation socket.
-_HOMES = {
-    "AttestationHub": "hub",
-    "attestation_entry": "hub",
-    "derive_workload_key": "keys",
-    "SOCKET_DESTINATION": "server",
-    "AttestationServer": "server",
-    "oci_mount": "server",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AttestationHub": "hub",
+        "attestation_entry": "hub",
+        "derive_workload_key": "keys",
+        "SOCKET_DESTINATION": "server",
+        "AttestationServer": "server",
+        "oci_mount": "server",
+    },
+)

@@ -13,8 +13,9 @@ amdcerts, chain, verify, result, simca. I/O: sevguest, configfs, sim/simstate, d
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from guestagent.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from guestagent.snp.backend import DerivedKeyRequest, GuestField, SnpBackend
@@ -32,20 +33,14 @@ __all__ = [
 
 # Loaded on first use: the agent starts without the backends it was not asked for (the
 # simulator and the certificate code bring in cryptography).
-_HOMES = {
-    "AttestationReport": "report",
-    "DerivedKeyRequest": "backend",
-    "GuestField": "backend",
-    "SnpBackend": "backend",
-    "open_backend": "device",
-    "parse_report": "report",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AttestationReport": "report",
+        "DerivedKeyRequest": "backend",
+        "GuestField": "backend",
+        "SnpBackend": "backend",
+        "open_backend": "device",
+        "parse_report": "report",
+    },
+)
