@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from guestagent.policy.engine import POINTS, decide
+from guestagent.policy.engine import MUTATING_POINTS, POINTS, decide
 from guestagent.policy.rules._common import MAX_REASON
 from guestagent.policy.rules._match import DEFAULT_PRIVILEGED_CAPS
 from tests.policy import world
@@ -90,6 +90,9 @@ def test_case(point: str, case: dict[str, Any]) -> None:
     assert decision.point == point
     if decision.allowed:
         assert decision.next_state.before is state
+        if point not in MUTATING_POINTS:
+            # the dispatcher runs these without the mutation lock: they must change nothing
+            assert decision.next_state.after is state
         for key, value in case.get("data", {}).items():
             assert decision.data[key] == value, key
         return
