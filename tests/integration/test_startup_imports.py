@@ -1,8 +1,8 @@
 """Start-up imports only what serving needs: an agent started to ready (listening, policy
 adopted) has not loaded cryptography, the console, the attestation server, certificate
-handling, psutil, pyroute2, dataclasses or the host-side tooling; without a policy, not the policy engine
-either. Checked in
-a fresh interpreter, so nothing this test run imported earlier can hide a regression."""
+handling, psutil, pyroute2, dataclasses or the host-side tooling; without a policy, not the
+policy engine either. Checked in a fresh interpreter, so nothing this test run imported
+earlier can hide a regression."""
 
 from __future__ import annotations
 
