@@ -182,6 +182,7 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
         namespace["__slots__"] = names
         namespace["__qualname__"] = cls.__qualname__
     namespace["__record_fields__"] = record_fields
+    namespace["__record_params__"] = {"frozen": frozen, "kw_only": kw_only, "slots": slots}
     namespace["__record_names__"] = names
     namespace["__record_repr__"] = tuple(f.name for f in record_fields if f.repr)
     _add_comparison(namespace, cls, frozen)
