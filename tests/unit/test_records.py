@@ -240,10 +240,7 @@ def test_shapes_shared_between_classes_keep_each_classes_own_names() -> None:
         right: str = "y"
 
     assert Second(right="r", left=1) == Second(1, "r")
-    assert (
-        repr(Second(1))
-        == "test_shapes_shared_between_classes_keep_each_classes_own_names.<locals>.Second(left=1, right='y')"
-    )  # noqa: E501
+    assert repr(Second(1)).endswith("<locals>.Second(left=1, right='y')")
     assert First(b="q", a=2).b == "q"
     assert list(inspect.signature(Second).parameters) == ["left", "right"]
     with pytest.raises(TypeError, match="'a'"):
