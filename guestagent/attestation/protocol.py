@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError, ProtocolError
+from guestagent.records import record
 
 __all__ = [
     "DEFAULT_KEY_FIELDS",
@@ -42,12 +42,12 @@ _PURPOSE = re.compile(rf"[\x20-\x2e\x30-\x7e]{{1,{MAX_PURPOSE}}}")
 _OPS = {"report": {"op", "report_data"}, "derived_key": {"op", "purpose", "fields"}}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReportRequest:
     report_data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyRequest:
     purpose: str
     fields: tuple[str, ...]

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guestagent.capabilities import DEFAULT_UNPRIVILEGED_CAPABILITIES
 from guestagent.errors import InvalidArgumentError
 from guestagent.policy.document import parse_policy
+from guestagent.records import record
 from guestagent.storage.oci import image_layer_hashes, read_image_layout
 
 __all__ = [
@@ -135,7 +135,7 @@ def exec_process_spec(entry: dict[str, Any], index: int) -> dict[str, Any]:
     return _process(entry, entry["exec_processes"][index]["command"])
 
 
-@dataclass(frozen=True)
+@record
 class Generated:
     document: bytes
     entries: list[dict[str, Any]]

@@ -18,17 +18,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import IO
 
 from guestagent.containers.reaper import Reaper
+from guestagent.records import record
 
 __all__ = ["Child", "Completed", "complete", "run", "start"]
 
 DEFAULT_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Completed:
     returncode: int  # shell convention: 128 + signal for a killed child
     stdout: bytes

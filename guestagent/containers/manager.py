@@ -18,7 +18,6 @@ import secrets
 import shutil
 import signal
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from guestagent.errors import (
     InvalidStateError,
     NotFoundError,
 )
+from guestagent.records import field, record
 
 __all__ = ["Container", "ContainerManager", "ManagedProcess", "WaitTimeoutError"]
 
@@ -60,7 +60,7 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class ManagedProcess:
     """A container's init or exec process: pid, stdio and its (future) wait status."""
 
@@ -87,7 +87,7 @@ class ManagedProcess:
         }
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class Container:
     container_id: str
     bundle: Path

@@ -16,10 +16,10 @@ import json
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError, InvalidStateError
+from guestagent.records import field, record
 
 if TYPE_CHECKING:
     from guestagent.containers.manager import ContainerManager
@@ -29,7 +29,7 @@ __all__ = ["JoinedNamespaces", "open_joined"]
 PROC_NAMES = {"ipc": "ipc", "uts": "uts", "network": "net"}
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class JoinedNamespaces:
     """The namespaces a new container joins: OCI type -> path, and the held files."""
 

@@ -17,9 +17,9 @@ import os
 import socket
 import struct
 import termios
-from dataclasses import dataclass, field
 
 from guestagent.errors import AgentError, ErrorCode, InvalidStateError
+from guestagent.records import field, record
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -35,7 +35,7 @@ DEFAULT_BUFFER_LIMIT = 1 << 20
 _READ_CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StdioOptions:
     """Which streams the host gets. Streams it does not get are /dev/null."""
 
@@ -182,7 +182,7 @@ class InputStream:
             self._fd = -1
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class ProcessIO:
     """The agent's side of one process's stdio (pipes, or a pty when `terminal`)."""
 

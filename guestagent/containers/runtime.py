@@ -17,13 +17,13 @@ import secrets
 import shutil
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guestagent.containers.process import OutputStream, close_fds
 from guestagent.containers.reaper import Reaper, exit_code_from_status
 from guestagent.errors import AgentError, ErrorCode
+from guestagent.records import record
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -53,7 +53,7 @@ class RuntimeTimeoutError(AgentError):
     code = ErrorCode.TIMEOUT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuntimeResult:
     exit_code: int
     stdout: bytes

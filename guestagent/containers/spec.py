@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from guestagent.containers._specfields import (
@@ -44,6 +43,7 @@ from guestagent.containers._specfields import (
 )
 from guestagent.containers.devices import guest_devices
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import field, record
 from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 __all__ = [
@@ -86,7 +86,7 @@ ROOT_FIELDS = frozenset(("path", "readonly"))
 SAFE_PROPAGATION = frozenset(("", "private", "rprivate", "slave", "rslave"))
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class ParsedSpec:
     """The validated fields of a host spec: everything the agent applies, and nothing else."""
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass, field
 
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import field, record
 
 __all__ = [
     "AGENT_MODULES",
@@ -63,7 +63,7 @@ DEFAULT_LISTEN = "serial://agent.0"
 DEFAULT_HOSTNAME = "guestagent"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class InitConfig:
     agent_argv: tuple[str, ...]
     hostname: str

@@ -17,12 +17,13 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+from guestagent.records import record
 
 __all__ = ["EntropyReport", "crng_ready", "seed_entropy"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntropyReport:
     ready_before: bool
     waited_seconds: float

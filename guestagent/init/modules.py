@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from guestagent.errors import NotFoundError
 from guestagent.init import syscalls
+from guestagent.records import field, record
 
 __all__ = [
     "ModuleIndex",
@@ -52,7 +52,7 @@ def parse_modules_builtin(text: str) -> frozenset[str]:
     return frozenset(module_name(line) for line in text.split() if line)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ModuleIndex:
     """One kernel's module directory, as text already read (see `from_directory`)."""
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from guestagent.init import syscalls
+from guestagent.records import record
 
 __all__ = ["EARLY_MOUNTS", "MountSpec", "mount_early"]
 
 _SAFE = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MountSpec:
     fstype: str
     target: str

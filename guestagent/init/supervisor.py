@@ -17,11 +17,11 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from guestagent import timeline
 from guestagent.init import syscalls
+from guestagent.records import field, record, replace
 
 __all__ = [
     "AgentStarted",
@@ -50,34 +50,34 @@ class Phase(Enum):
     DONE = "done"  # the agent exited; power-off was requested
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AgentStarted:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChildExited:
     pid: int
     status: int  # the raw wait status
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SignalReceived:
     signum: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StopTimedOut:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForwardSignal:
     pid: int
     signum: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PowerOff:
     reason: str
 
@@ -86,7 +86,7 @@ Event = AgentStarted | ChildExited | SignalReceived | StopTimedOut
 Action = ForwardSignal | PowerOff
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SupervisorState:
     phase: Phase = Phase.IDLE
     agent_pid: int = 0
@@ -156,8 +156,8 @@ def _spawn(argv: tuple[str, ...]) -> int:
 
 def _fork_command(command: list[str]) -> int:
     """Run the agent's command in a fork of this interpreter instead of starting a second one:
-    in the guest that start, and the imports init already made (argparse, dataclasses, the
-    package's own), cost seconds under software emulation. The child gets what a spawned agent
+    in the guest that start, and the imports init already made (argparse, the package's
+    own), cost seconds under software emulation. The child gets what a spawned agent
     gets: no blocked signals, default dispositions, our environment without WATCHDOG_PID."""
     pid = os.fork()
     if pid:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
+
+from guestagent.records import record
 
 if TYPE_CHECKING:
     from guestagent.kata.context import KataContext
@@ -16,7 +17,7 @@ __all__ = ["NOT_OFFERED", "Rpc", "RpcTable"]
 Handler = Callable[["KataContext", Any], Awaitable[Message]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rpc:
     service: str
     method: str

@@ -5,19 +5,20 @@ guest resources each container's storages took (so RemoveContainer gives back ex
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+
+from guestagent.records import field, record
 
 __all__ = ["ContainerResources", "Sandbox"]
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class ContainerResources:
     layer_ids: list[str] = field(default_factory=list)
     scratch: bool = False
     overlay: bool = False
 
 
-@dataclass(slots=True)
+@record(mutable=True)
 class Sandbox:
     sandbox_id: str | None = None
     hostname: str = ""

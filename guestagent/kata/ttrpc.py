@@ -13,12 +13,12 @@ skipped as it arrives (never buffered) and the stream is answered ResourceExhaus
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
 
 from google.protobuf.message import DecodeError
 
 from guestagent.kata.pb import ttrpc_pb2
+from guestagent.records import record
 
 __all__ = [
     "HEADER_SIZE",
@@ -68,7 +68,7 @@ class Code(IntEnum):
     UNAUTHENTICATED = 16
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Frame:
     stream_id: int
     type: int
@@ -76,7 +76,7 @@ class Frame:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Oversized:
     """A frame over the cap: its body was skipped; the stream deserves ResourceExhausted."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +22,7 @@ from guestagent.policy.runtime_fields import (
     RuntimeRules,
     parse_runtime_rules,
 )
+from guestagent.records import field, record
 from guestagent.runtime_defaults import SHARED_NAMESPACES
 
 __all__ = [
@@ -48,7 +48,7 @@ MAX_SIGNAL = 64
 KNOWN_VARIABLES = 64  # per env matcher: a few MiB at most on a 200-container policy
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EnvRule:
     """One allowed "NAME=VALUE" form: exact (`string`) or an anchored regex (`re2`/`regex`)."""
 
@@ -63,7 +63,7 @@ class EnvRule:
         return self.compiled.matches(var)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EnvMatcher:
     """A process's env rules as one set lookup plus one RE2 set of its regex rules (hot path)."""
 
@@ -112,7 +112,7 @@ class EnvMatcher:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdRule:
     """A uid or gid: exact when lo == hi, else an inclusive range."""
 
@@ -126,14 +126,14 @@ class IdRule:
         return self.lo if self.lo == self.hi else f"{self.lo}..{self.hi}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserRule:
     uid: IdRule = IdRule(0, 0)
     gid: IdRule = IdRule(0, 0)
     additional_gids: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CapabilitySets:
     bounding: frozenset[str]
     effective: frozenset[str]
@@ -160,7 +160,7 @@ class CapabilitySets:
         return getattr(self, name)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MountRule:
     type: str
     source: Pattern
@@ -172,14 +172,14 @@ class MountRule:
         return "ro" not in self.options
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecProcess:
     command: tuple[str, ...]
     signals: frozenset[int] = frozenset()
     working_dir: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Container:
     name: str
     layers: tuple[str, ...]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from guestagent.errors import ErrorCode, PolicyDenied
+from guestagent.records import field, record
 
 __all__ = ["Decision"]
 
 _set_slot = object.__setattr__
 
 
-@dataclass(frozen=True)
+@record(slots=False)  # __init__ writes the instance dict in one step
 class Decision:
     """Allow or deny, the rule that decided, why, and what the effect must use.
 
@@ -43,7 +43,7 @@ class Decision:
         next_state: Any = None,
         code: ErrorCode = ErrorCode.POLICY_DENIED,
     ) -> None:
-        # Hand-written (dataclass keeps it): a decision is built per request, and one
+        # Hand-written (record keeps it): a decision is built per request, and one
         # write of the instance dict costs a fraction of the generated frozen __init__.
         fields = {
             "allowed": allowed,

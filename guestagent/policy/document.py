@@ -1,4 +1,4 @@
-"""The policy document: versioned JSON parsed strictly into frozen dataclasses.
+"""The policy document: versioned JSON parsed strictly into frozen records.
 
 `parse_policy(raw_bytes)` is the only way in. Unknown fields anywhere, duplicate keys, wrong
 types and invalid regular expressions are errors naming the JSON path; nothing is ignored.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -30,6 +29,7 @@ from guestagent.policy.containers import (
     parse_str_patterns,
 )
 from guestagent.policy.patterns import compile_pattern
+from guestagent.records import field, record
 
 __all__ = [
     "CAPABILITY_SETS",
@@ -74,7 +74,7 @@ CONSOLE_COMMANDS = frozenset(
 VERITY_MODES = ("error", "restart_on_corruption", "panic_on_corruption")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExternalProcess:
     command: tuple[str, ...]
     env_rules: tuple[EnvRule, ...]
@@ -87,7 +87,7 @@ class ExternalProcess:
             object.__setattr__(self, "env_matcher", EnvMatcher.build(self.env_rules))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NetworkRules:
     allow_network_changes: bool = False
     kinds: frozenset[str] = NETWORK_KINDS
@@ -97,7 +97,7 @@ class NetworkRules:
 _ROOT = IdRule(0, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CopyFileRules:
     destinations: tuple[Any, ...] = ()
     max_size: int = 16 << 20
@@ -106,7 +106,7 @@ class CopyFileRules:
     gid: IdRule = _ROOT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SandboxRules:
     """What a Kata CreateSandbox may set: the pod's id and hostname (patterns; a null
     hostname: none)."""
@@ -115,13 +115,13 @@ class SandboxRules:
     hostname: Any = None  # Pattern or None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DebugConsole:
     enabled: bool = False
     commands: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Policy:
     version: int
     containers: tuple[Container, ...]

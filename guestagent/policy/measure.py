@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
 
 from guestagent.errors import AgentError, ErrorCode
 from guestagent.policy._reader import PolicyFormatError
 from guestagent.policy.document import MAX_POLICY_BYTES, Policy, parse_policy
+from guestagent.records import record
 
 __all__ = [
     "HOST_DATA_LENGTH",
@@ -40,7 +40,7 @@ class MeasurementError(AgentError):
     code = ErrorCode.POLICY_INVALID
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Measurement:
     """What was delivered, its digest, and the policy bytes inside it."""
 
@@ -103,7 +103,7 @@ def measure(raw: bytes) -> Measurement:
     return Measurement("initdata", algorithm, digest, _fit(digest), policy_bytes)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdoptionResult:
     """Whether the delivered policy may be adopted, and why (both digests on a mismatch)."""
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from guestagent.policy._reader import PolicyFormatError
+from guestagent.records import field, record
 
 __all__ = [
     "MAX_INPUT_LENGTH",
@@ -105,7 +105,7 @@ class LiteralSet:
         return text == self.sources[0]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pattern:
     """A compiled, anchored pattern; `source` is the text the policy gave."""
 

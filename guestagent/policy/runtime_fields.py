@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from guestagent.policy._reader import Obj, PolicyFormatError, expect_int, expect_str
 from guestagent.policy.patterns import Pattern, compile_pattern
+from guestagent.records import field, record
 from guestagent.runtime_defaults import (
     DEFAULT_MASKED_PATHS,
     DEFAULT_OOM_RANGE,
@@ -37,7 +37,7 @@ _U64 = 2**64 - 1
 _OOM_LOW, _OOM_HIGH = OOM_SCORE_ADJ_RANGE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuntimeRules:
     """What a container's spec may set beyond its process (the policy's fields, resolved)."""
 

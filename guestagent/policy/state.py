@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from guestagent.policy.persistent import PMap, PSet, pmap, pset
+from guestagent.records import record
 
 __all__ = [
     "EMPTY_STATE",
@@ -40,14 +40,14 @@ def without_item(mapping: Mapping[K, V], *keys: K) -> PMap[K, V]:
     return pmap(mapping).delete(*keys)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Overlay:
     container_id: str
     layer_paths: tuple[str, ...]
     layers: tuple[str, ...]  # the verified root hashes of layer_paths, base first
 
 
-@dataclass(frozen=True)
+@record(slots=False)  # evolve() and revert() work on the instance dict
 class PolicyState:
     """Mounted devices, overlays, scratch, containers and the policy entries still matching.
 
@@ -142,7 +142,7 @@ class PolicyState:
 EMPTY_STATE = PolicyState()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transition:
     """An allowed decision's next state, tied to the state it was decided against.
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from guestagent.errors import ErrorCode, InvalidArgumentError
+from guestagent.records import record
 
 __all__ = ["REQUIRED", "Field", "Schema", "identifier", "optional_identifier", "validate_args"]
 
@@ -26,7 +26,7 @@ def _check_identifier(value: Any) -> str | None:
     return "must be 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Field:
     """One argument: its type(s), default (REQUIRED if none), and an optional value check."""
 

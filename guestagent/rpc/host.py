@@ -7,10 +7,10 @@ Nothing in `rpc` knows which service it serves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
+from guestagent.records import record
 
 if TYPE_CHECKING:
     from guestagent.rpc.dispatch import Dispatcher
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LIMITS", "ConnectionHost", "ConnectionLimits"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConnectionLimits:
     """Every bound a host's connections enforce (docs/protocol.md, "Limits").
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from guestagent.policy.decision import Decision
 from guestagent.protocol.schema import Schema
+from guestagent.records import field, record
 
 __all__ = ["Call", "Effect", "Keys", "Operation", "Prepare", "Prepared"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Call:
     """One request on its way through the pipeline.
 
@@ -30,7 +30,7 @@ class Call:
     decision: Decision | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Prepared:
     """What a prepare step returns: the enforcement input and private context for the effect."""
 
@@ -47,7 +47,7 @@ Prepare = Callable[[Any, dict[str, Any]], Any]
 Keys = Callable[[dict[str, Any]], Iterable[str]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Operation:
     """One wire operation.
 

@@ -11,14 +11,12 @@ them too), closes every connection, removes every container and mount it made, a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +28,7 @@ from guestagent.errors import AgentError, ErrorCode, TaintedError
 from guestagent.policy.gate import DenyAllGate, Gate, InsecureAllowAllGate
 from guestagent.protocol.framing import DEFAULT_MAX_FRAME
 from guestagent.protocol.messages import PROTOCOL_VERSION
+from guestagent.records import field, record, replace
 from guestagent.rpc.dispatch import Dispatcher
 from guestagent.rpc.host import DEFAULT_LIMITS, ConnectionLimits
 from guestagent.rpc.pool import BufferBudget, ConnectionPool, Pooled
@@ -62,7 +61,7 @@ __all__ = ["Agent", "AgentConfig"]
 log = logging.getLogger("guestagent.agent")
 
 
-@dataclass
+@record(mutable=True)
 class AgentConfig:
     listen: list[str] = field(default_factory=lambda: ["vsock://any:1024"])
     max_frame: int = DEFAULT_MAX_FRAME
@@ -251,7 +250,7 @@ class Agent:
     def _pool(
         self, uri: str, cap: int, make: Callable[[ConnectionPool], Pooled] | None = None
     ) -> ConnectionPool:
-        limits = dataclasses.replace(self.limits, max_connections=cap)
+        limits = replace(self.limits, max_connections=cap)
         pool = ConnectionPool(self, uri, self.budget, limits, make)
         self.pools.append(pool)
         return pool
@@ -393,10 +392,10 @@ class Agent:
         """Each mounted layer with its root hash and the policy containers that list it."""
         policy = getattr(self.gate, "policy", None)  # only a PolicyGate has one
         view = []
-        for record in self.storage.layers.values():
-            entry = record.describe()
+        for layer in self.storage.layers.values():
+            entry = layer.describe()
             entry["allowed_by"] = (
-                [c.name for c in policy.containers if record.root_hash in c.layers]
+                [c.name for c in policy.containers if layer.root_hash in c.layers]
                 if policy is not None
                 else []
             )

@@ -19,13 +19,13 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from guestagent.containers import children
 from guestagent.containers.stats import cgroup_dirs
 from guestagent.errors import AgentError
+from guestagent.records import field, record
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
 from guestagent.storage.mounts import umount
@@ -38,7 +38,7 @@ log = logging.getLogger("guestagent.reconcile")
 STATE_SUBDIRS = ("storage", "containers", "attestation")
 
 
-@dataclass
+@record(mutable=True)
 class Reconciliation:
     found: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)

@@ -7,11 +7,11 @@ TCB SPLs (.3.x), hwID (= CHIP_ID) and the VLEK's CSP_ID. Pure apart from parsing
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from guestagent.records import field, record
 from guestagent.snp.errors import BadReportError
 
 __all__ = [
@@ -107,7 +107,7 @@ def _parse_hwid(raw: bytes) -> bytes:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AmdExtensions:
     """What a VCEK/VLEK says about the chip and TCB it was issued for."""
 

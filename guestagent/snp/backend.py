@@ -7,11 +7,11 @@ asked for). `device.open_backend` chooses one. Every backend says whether it is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import record
 
 if TYPE_CHECKING:  # the table (and uuid) load with the first certificates asked for
     from guestagent.snp.cert_table import CertTable
@@ -46,7 +46,7 @@ class RootKey(IntEnum):
     VMRK = 1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class DerivedKeyRequest:
     """The fields of `struct snp_derived_key_req` (anchors.md §5.1)."""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import struct
 import uuid
-from dataclasses import dataclass, field
 
+from guestagent.records import field, record
 from guestagent.snp.errors import BadReportError
 
 __all__ = [
@@ -36,7 +36,7 @@ _NAMES = {VCEK_GUID: "vcek", VLEK_GUID: "vlek", ASK_GUID: "ask", ARK_GUID: "ark"
 MAX_ENTRIES = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CertTable:
     """Certificates by GUID, in table order. Values are the raw (DER) certificate bytes."""
 

@@ -6,9 +6,10 @@ Layouts follow the SNP ABI spec (AMD 56860) as summarised in anchors.md §4.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
+
+from guestagent.records import record
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -70,7 +71,7 @@ _LEGACY_INDEX = {"bl_spl": 0, "tee_spl": 1, "snp_spl": 6, "ucode_spl": 7}
 _TURIN_INDEX = {"fmc_spl": 0, "bl_spl": 1, "tee_spl": 2, "snp_spl": 3, "ucode_spl": 7}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcbVersion:
     """A decoded TCB_VERSION. `raw` is authoritative; the SPLs are views of its bytes."""
 
@@ -130,7 +131,7 @@ _POLICY_BITS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GuestPolicy:
     """The guest policy set at launch (u64). Bit 17 is reserved and set by every valid policy."""
 
@@ -190,7 +191,7 @@ _PLATFORM_BITS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlatformInfo:
     raw: int
 
@@ -214,7 +215,7 @@ class SigningKey(int, Enum):
 SIGNER_INFO_RESERVED_MASK = 0xFFFFFFE0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SignerInfo:
     """The u32 at 0x48: AUTHOR_KEY_EN bit 0, MASK_CHIP_KEY bit 1, SIGNING_KEY bits 4:2."""
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import record
 
 __all__ = [
     "COVERS",
@@ -101,7 +101,7 @@ def find_amdsev_ovmf(dirs: tuple[str, ...] = OVMF_DIRS) -> tuple[str | None, lis
     return None, checked
 
 
-@dataclass(frozen=True)
+@record
 class LaunchImage:
     """What the host launches: firmware, kernel, initramfs, command line and vCPUs."""
 

@@ -7,11 +7,11 @@ parses is one whose every signed byte this module understands. Offsets: anchors.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
-from dataclasses import dataclass
 from typing import Any
 
+from guestagent import records
+from guestagent.records import record
 from guestagent.snp.errors import BadReportError
 from guestagent.snp.fields import (
     SUPPORTED_VERSIONS,
@@ -98,7 +98,7 @@ def _zero(size: int) -> bytes:
     return bytes(size)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class AttestationReport:
     """Every field of the report, raw. Byte fields keep their exact bytes (R/S stay LE)."""
 
@@ -190,12 +190,12 @@ class AttestationReport:
 
     def with_signature(self, r: int, s: int) -> AttestationReport:
         size = SIGNATURE_COMPONENT_SIZE
-        return dataclasses.replace(
+        return records.replace(
             self, signature_r=r.to_bytes(size, "little"), signature_s=s.to_bytes(size, "little")
         )
 
     def replace(self, **changes: Any) -> AttestationReport:
-        return dataclasses.replace(self, **changes)
+        return records.replace(self, **changes)
 
     def to_json(self, product: Product | None = None) -> dict[str, Any]:
         """Every field under its spec name in snake_case; byte fields as lowercase hex."""

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from guestagent.records import record
 from guestagent.snp.errors import VerificationError
 from guestagent.snp.report import AttestationReport
 
 __all__ = ["Check", "VerificationResult", "compare", "fail", "ok"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Check:
     """One named check. A failed check always carries what was expected and what was found."""
 
@@ -57,7 +57,7 @@ def compare(name: str, expected: Any, actual: Any, detail: str = "") -> Check:
     return Check(name, expected == actual, show(expected), show(actual), detail)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VerificationResult:
     checks: tuple[Check, ...]
     report: AttestationReport | None

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import record
 from guestagent.snp.backend import (
     DerivedKeyRequest,
     GuestField,
@@ -53,7 +53,7 @@ DEFAULT_TCB = {
 _DEFAULT_MEASUREMENT = hashlib.sha384(b"guestagent simulated launch").digest()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class SimConfig:
     """The simulated guest's launch parameters. `tcb` None: the product's default TCB."""
 

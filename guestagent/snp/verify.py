@@ -8,7 +8,6 @@ files, the network or the clock unless `now` is left out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from guestagent.records import field, record
 from guestagent.snp.amdcerts import AmdExtensions, amd_extensions
 from guestagent.snp.chain import leaf_kind, verify_chain
 from guestagent.snp.errors import BadReportError
@@ -27,7 +27,7 @@ from guestagent.snp.result import Check, VerificationResult, compare, fail, ok
 __all__ = ["VerifyOptions", "verify_report", "verify_report_or_raise", "verify_signature"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class VerifyOptions:
     """What the relying party requires. `None` means "not checked"."""
 

@@ -16,10 +16,10 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
+from guestagent.records import record
 
 if TYPE_CHECKING:  # a verity table is built with the first layer, not at start-up
     from guestagent.storage.verity_params import VerityParams
@@ -67,7 +67,7 @@ class DmCommand:
     TABLE_STATUS = 12
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     start: int  # sectors
     length: int  # sectors

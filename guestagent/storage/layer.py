@@ -20,11 +20,11 @@ import tarfile
 import tempfile
 import uuid as uuidlib
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from guestagent.containers import children
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
+from guestagent.records import record
 from guestagent.storage.tar_extract import extract_layer
 from guestagent.storage.verity_device import VerityInfo, append_tree
 
@@ -33,7 +33,7 @@ __all__ = ["LayerImage", "build_layer", "diff_id"]
 MKFS_EROFS = "mkfs.erofs"
 
 
-@dataclass(frozen=True)
+@record
 class LayerImage:
     path: str
     root_hash: str

@@ -12,9 +12,9 @@ import errno
 import fcntl
 import os
 import struct
-from dataclasses import dataclass
 
 from guestagent.errors import AgentError, ErrorCode
+from guestagent.records import record
 
 __all__ = ["LoopDevice", "attach", "attach_fd", "backing_file", "detach", "pack_loop_config"]
 
@@ -33,7 +33,7 @@ assert LOOP_INFO64.size == 232 and LOOP_CONFIG.size == 304
 _ATTEMPTS = 8
 
 
-@dataclass
+@record(mutable=True)
 class LoopDevice:
     path: str
     number: int

@@ -20,7 +20,6 @@ import os
 import secrets
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from guestagent.containers import children
@@ -31,6 +30,7 @@ from guestagent.errors import (
     InvalidArgumentError,
     TaintedError,
 )
+from guestagent.records import record
 from guestagent.storage import loop
 from guestagent.storage.dm import DmClient
 
@@ -125,7 +125,7 @@ class StorageStack:
             self.teardown()  # undo on failure; on success the caller keeps the stack
 
 
-@dataclass(frozen=True)
+@record
 class LayerMount:
     target: str
     device: str

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from guestagent.errors import IntegrityError, InvalidArgumentError
+from guestagent.records import field, record
 from guestagent.storage.layer import build_layer
 
 __all__ = ["ImageConfig", "OciImage", "OciLayer", "image_layer_hashes", "read_image_layout"]
@@ -29,14 +29,14 @@ LAYER_TYPES = (
 _MAX_JSON = 4 << 20
 
 
-@dataclass(frozen=True)
+@record
 class OciLayer:
     path: str  # blob file, digest already verified
     media_type: str
     digest: str
 
 
-@dataclass(frozen=True)
+@record
 class ImageConfig:
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
@@ -50,7 +50,7 @@ class ImageConfig:
         return [*self.entrypoint, *self.cmd]
 
 
-@dataclass(frozen=True)
+@record
 class OciImage:
     layers: list[OciLayer]  # base layer first, as the manifest lists them
     config: ImageConfig

@@ -14,9 +14,9 @@ import errno
 import fcntl
 import os
 import stat
-from dataclasses import dataclass
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError, NotFoundError
+from guestagent.records import record
 
 __all__ = ["SEALS", "OwnedImage", "take_image"]
 
@@ -25,7 +25,7 @@ MAX_IMAGE_BYTES = 16 << 30
 _COPY_CHUNK = 64 << 20
 
 
-@dataclass
+@record(mutable=True)
 class OwnedImage:
     """A sealed memfd holding an image; `path` lets helpers (and hash workers) read it."""
 

@@ -21,7 +21,6 @@ import logging
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from guestagent.errors import (
     InvalidStateError,
     NotFoundError,
 )
+from guestagent.records import field, record
 from guestagent.storage.dm import DmClient
 from guestagent.storage.mounts import (
     StorageStack,
@@ -88,7 +88,7 @@ def storage_mode(requested: str = "auto", dm_control: str = DM_CONTROL) -> str:
     return requested
 
 
-@dataclass
+@record(mutable=True)
 class LayerSource:
     """A layer as measured: the device dm-verity maps, or the sealed copy verified-loop mounts.
 
@@ -106,7 +106,7 @@ class LayerSource:
             self.image.close()
 
 
-@dataclass
+@record(mutable=True)
 class LayerRecord:
     layer_id: str
     source: str
@@ -125,7 +125,7 @@ class LayerRecord:
         }
 
 
-@dataclass
+@record(mutable=True)
 class ScratchRecord:
     container_id: str
     target: str
@@ -134,7 +134,7 @@ class ScratchRecord:
     stack: StorageStack = field(repr=False)
 
 
-@dataclass
+@record(mutable=True)
 class OverlayRecord:
     container_id: str
     target: str

@@ -22,7 +22,6 @@ import os
 import secrets
 import stat
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from guestagent.errors import (
@@ -32,6 +31,7 @@ from guestagent.errors import (
     InvalidStateError,
     NotFoundError,
 )
+from guestagent.records import record
 from guestagent.storage.dm import DmClient, Target, integrity_table
 
 __all__ = ["ScratchDisk", "check_scratch_device", "open_integrity"]
@@ -43,7 +43,7 @@ _FORMAT_SECTORS = 8
 BLKFLSBUF = 0x1261
 
 
-@dataclass(frozen=True)
+@record
 class ScratchDisk:
     path: str  # the host's name, for messages
     rdev: int

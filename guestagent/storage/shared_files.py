@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from guestagent.errors import AgentError, ErrorCode, InvalidArgumentError
+from guestagent.records import record
 
 __all__ = ["SharedEntry", "write_shared_file"]
 
@@ -33,7 +33,7 @@ def _components(destination: str) -> list[str]:
     return parts
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SharedEntry:
     """What to make: a file (the data), a directory or a symlink (to `target`), its owner."""
 

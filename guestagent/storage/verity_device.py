@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 
 from guestagent.errors import IntegrityError, InvalidArgumentError
+from guestagent.records import record
 from guestagent.storage.verity import compute_root, format_tree
 from guestagent.storage.verity_hash import BlockHasher, read_exact
 from guestagent.storage.verity_params import SUPERBLOCK_SIZE, VerityParams, parse_superblock
@@ -35,7 +35,7 @@ EXT4_MAGIC = 0xEF53
 _SB_OFFSET = 1024
 
 
-@dataclass(frozen=True)
+@record
 class VerityInfo:
     """What the agent learned from a device: the root it computed and the tree's parameters."""
 

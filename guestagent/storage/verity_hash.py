@@ -13,9 +13,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from guestagent.containers import children
+from guestagent.records import record
 
 __all__ = ["BlockHasher", "digest_blocks", "digest_file_range"]
 
@@ -64,7 +64,7 @@ def read_exact(fd: int, offset: int, length: int) -> bytes:
     return data
 
 
-@dataclass
+@record(mutable=True)
 class BlockHasher:
     """Digests runs of blocks of a file; `workers` <= 1 means in-process."""
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
 
 from guestagent.errors import IntegrityError, InvalidArgumentError
+from guestagent.records import field, record
 
 __all__ = [
     "SUPERBLOCK_SIZE",
@@ -38,7 +38,7 @@ def _is_block_size(value: int) -> bool:
     return MIN_BLOCK <= value <= MAX_BLOCK and value & (value - 1) == 0
 
 
-@dataclass(frozen=True)
+@record
 class VerityParams:
     """Everything needed besides the root hash to build, check or map a verity tree."""
 
@@ -94,7 +94,7 @@ class VerityParams:
         return VerityGeometry.of(self)
 
 
-@dataclass(frozen=True)
+@record
 class VerityGeometry:
     """Where each level lives on the hash device, in hash blocks (level 0 = leaf digests)."""
 

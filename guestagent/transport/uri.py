@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from guestagent.errors import InvalidArgumentError
+from guestagent.records import record
 
 __all__ = ["DEFAULT_VSOCK_PORT", "VMADDR_CID_ANY", "Endpoint", "parse_uri"]
 
@@ -16,7 +16,7 @@ VMADDR_CID_LOCAL = 1  # the loopback transport (Python 3.11 has no constant for 
 _CID_NAMES = {"any": VMADDR_CID_ANY, "local": VMADDR_CID_LOCAL, "host": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     scheme: str  # "unix" | "vsock" | "serial"
     path: str = ""  # unix socket path or serial device path

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import pytest
 from snp_testutil import VECTOR_TIME, load_case
 
 from guestagent.errors import ErrorCode
+from guestagent.records import replace
 from guestagent.snp.amdcerts import load_certificate, load_certificates
 from guestagent.snp.chain import verify_chain
 from guestagent.snp.errors import VerificationError
@@ -20,7 +20,7 @@ OPTIONS = VerifyOptions(now=VECTOR_TIME, allow_debug=True)
 
 
 def _verify(case, report=None, **changes):
-    options = dataclasses.replace(OPTIONS, **changes)
+    options = replace(OPTIONS, **changes)
     return verify_report(case.report if report is None else report, case.vcek, case.chain, options)
 
 

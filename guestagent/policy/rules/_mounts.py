@@ -10,18 +10,18 @@ allows to be elevated.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 from guestagent.policy.containers import MountRule
+from guestagent.records import record
 
 __all__ = ["DEFAULT_MOUNTS", "DefaultMount", "match_mounts"]
 
 _OPPOSITE = {"nosuid": "suid", "noexec": "exec", "nodev": "dev", "ro": "rw"}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DefaultMount:
     type: frozenset[str]
     sources: frozenset[str]
