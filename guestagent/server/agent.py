@@ -332,6 +332,9 @@ class Agent:
 
     async def release(self) -> None:
         """Remove every container and mount the agent made (at exit, or after a failed start)."""
+        signer = getattr(self.snp, "child_signer", None)
+        if signer is not None:  # a signing child started ahead of a start that failed
+            signer.discard()
         if self.containers is not None:
             for problem in await self.containers.shutdown():
                 log.error("container cleanup failed", extra={"problem": problem})
