@@ -11,9 +11,10 @@ and factories. The body refers to parameters by position and to helpers by shape
 names, so the renamed code behaves exactly as if it had been compiled for the class.
 
 `__eq__` and `__hash__` are made the same way (keyed by the number of compared fields,
-attribute names renamed in `co_names`): they are on the policy's hot paths, and the
-interpreter's attribute caches make `(self.a, self.b) == (other.a, other.b)` faster than
-any shared function reading the fields by name.
+attribute names renamed in `co_names`), at their first call (records.py): they are on the
+policy's hot paths, and the interpreter's attribute caches make
+`(self.a, self.b) == (other.a, other.b)` faster than any shared function reading the fields
+by name, but most records are never compared or hashed before the agent is ready.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def make_init(
     mode = "slot" if slots else ("object" if frozen else "attribute")
     # Without slots the body names the attributes itself: the names are part of the shape.
     names = () if slots else tuple(assigned)
-    key = (tuple(kinds), kw_only, post_init, mode, names)
+    # A default is the function's, not the code's: required and defaulted share a shape.
+    key = ("".join(kinds).replace("d", "p"), kw_only, post_init, mode, names)
     template = _templates.get(key)
     if template is None:
         template = _templates[key] = _compile(kinds, kw_only, post_init, mode, names)
@@ -101,7 +103,7 @@ def make_init(
 
 
 def _compile(
-    kinds: list[str], kw_only: bool, post_init: bool, mode: str, names: tuple[str, ...]
+    kinds: str, kw_only: bool, post_init: bool, mode: str, names: tuple[str, ...]
 ) -> CodeType:
     params: list[str] = []
     lines: list[str] = []

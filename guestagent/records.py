@@ -108,7 +108,27 @@ def replace(obj: T, /, **changes: Any) -> T:
     return obj.__class__(**changes)
 
 
-# The shared methods (eq, hash and init are generated per shape: record_code.py).
+# The shared methods. `__eq__` and `__hash__` start as stubs that make the class's own
+# (record_code.py: as fast as the dataclass's) at their first call and hand over to it.
+
+
+def _owner(cls: type, name: str, stub: Any) -> type:
+    return next(klass for klass in cls.__mro__ if klass.__dict__.get(name) is stub)
+
+
+def _first_eq(self: Any, other: Any) -> Any:
+    cls = _owner(self.__class__, "__eq__", _first_eq)
+    eq = make_eq(cls, cls.__record_compared__)  # type: ignore[attr-defined]
+    cls.__eq__ = eq  # type: ignore[method-assign]
+    return eq(self, other)
+
+
+def _first_hash(self: Any) -> int:
+    cls = _owner(self.__class__, "__hash__", _first_hash)
+    hash_ = make_hash(cls, cls.__record_compared__)  # type: ignore[attr-defined]
+    cls.__hash__ = hash_  # type: ignore[method-assign]
+    return hash_(self)
+
 
 _repr_running: set[tuple[int, int]] = set()
 
@@ -185,7 +205,7 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
     namespace["__record_params__"] = {"frozen": frozen, "kw_only": kw_only, "slots": slots}
     namespace["__record_names__"] = names
     namespace["__record_repr__"] = tuple(f.name for f in record_fields if f.repr)
-    _add_comparison(namespace, cls, frozen)
+    _add_comparison(namespace, frozen)
     namespace.setdefault("__repr__", _repr)
     namespace.setdefault(
         "__match_args__", () if kw_only else tuple(f.name for f in record_fields if f.init)
@@ -262,17 +282,19 @@ def _check_defaults(record_fields: tuple[Field, ...], kw_only: bool) -> None:
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
 
 
-def _add_comparison(namespace: dict[str, Any], cls: type, frozen: bool) -> None:
+def _add_comparison(namespace: dict[str, Any], frozen: bool) -> None:
     """`__eq__` over the compared fields; `__hash__` too if frozen, else None (dataclasses'
     rule with eq=True; an `__eq__` or `__hash__` the class body defines is kept)."""
-    compared = [f.name for f in namespace["__record_fields__"] if f.compare]
+    namespace["__record_compared__"] = tuple(
+        f.name for f in namespace["__record_fields__"] if f.compare
+    )
     had_eq = "__eq__" in namespace
     explicit_hash = namespace.get("__hash__", MISSING)
     has_explicit_hash = not (explicit_hash is MISSING or (explicit_hash is None and had_eq))
     if not had_eq:
-        namespace["__eq__"] = make_eq(cls, compared)
+        namespace["__eq__"] = _first_eq
     if not has_explicit_hash:
-        namespace["__hash__"] = make_hash(cls, compared) if frozen else None
+        namespace["__hash__"] = _first_hash if frozen else None
 
 
 def _rebind_class_cells(namespace: dict[str, Any], old: type, new: type) -> None:

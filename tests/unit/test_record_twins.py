@@ -47,7 +47,8 @@ RECORDS = record_classes()
 GENERATED = {
     "__slots__", "__eq__", "__hash__", "__repr__", "__setattr__", "__delattr__",
     "__getstate__", "__setstate__", "__match_args__", "__record_fields__",
-    "__record_names__", "__record_repr__", "__record_params__", "__dict__", "__weakref__",
+    "__record_names__", "__record_repr__", "__record_params__", "__record_compared__",
+    "__dict__", "__weakref__",
 }  # fmt: skip
 
 
