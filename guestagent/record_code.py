@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from types import CodeType, FunctionType
 from typing import Any
 
-__all__ = ["FACTORY", "MISSING", "make_eq", "make_hash", "make_init"]
+__all__ = ["FACTORY", "MISSING", "LazyInit", "make_eq", "make_hash", "make_init"]
 
 
 class _Sentinel:
@@ -43,6 +43,31 @@ FACTORY: Any = _Sentinel("<factory>")
 _object_setattr = object.__setattr__
 _templates: dict[tuple[Any, ...], CodeType] = {}
 _compared: dict[tuple[str, int], CodeType] = {}
+
+
+class LazyInit:
+    """A record's `__init__` until its first use: the first lookup (an instance being made,
+    `cls.__init__`, `inspect.signature(cls)`) compiles it, puts it on the class in this
+    stand-in's place and returns it, so nothing but that first lookup sees the stand-in. Most
+    records the agent defines are not instantiated before it is ready."""
+
+    __slots__ = ("fields", "frozen", "kw_only", "owner", "slots")
+
+    def __init__(self, fields: Sequence[Any], *, frozen: bool, slots: bool, kw_only: bool):
+        self.fields = fields
+        self.frozen = frozen
+        self.slots = slots
+        self.kw_only = kw_only
+        self.owner: type | None = None  # the record class, once built
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        owner = self.owner
+        assert owner is not None, "a record's __init__ looked up before its class was built"
+        init = make_init(
+            owner, self.fields, frozen=self.frozen, slots=self.slots, kw_only=self.kw_only
+        )
+        type.__setattr__(owner, "__init__", init)
+        return init if obj is None else init.__get__(obj, objtype)
 
 
 def make_init(

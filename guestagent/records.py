@@ -11,9 +11,13 @@ tests check that for every record in the package).
 Why not `dataclasses`: on CPython 3.11 (the guest's) it compiles about six methods per
 class with `exec` and, for slots, builds the class twice, about 1 ms a frozen class; the
 agent defines dozens before it is ready, and the guest runs under software emulation. Here
-only `__init__` is compiled per class (it keeps its real signature and stays as fast as the
-generated one); `__eq__`, `__hash__`, `__repr__`, the frozen `__setattr__`/`__delattr__`
-and the pickling state are shared functions driven by per-class `operator.attrgetter`s.
+`__repr__`, the frozen `__setattr__`/`__delattr__` and the pickling state are shared
+functions driven by per-class tuples of names; `__init__`, `__eq__` and `__hash__` (which
+must be as fast as the dataclass's, on the policy's hot paths) are compiled once per shape
+and renamed per class (record_code.py), each at its first use, and `__init__` keeps its
+real signature. A slotted record's class is still built twice: slots are only taken at
+class creation.
+
 What is not supported is refused: inheritance between records, `InitVar`, field-level
 `kw_only`, ordering. A `ClassVar` annotation is not a field, as in `dataclasses`.
 """
@@ -24,7 +28,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from guestagent.record_code import MISSING, make_eq, make_hash, make_init
+from guestagent.record_code import MISSING, LazyInit, make_eq, make_hash
 
 __all__ = ["MISSING", "Field", "FrozenRecordError", "field", "fields", "record", "replace"]
 
@@ -210,6 +214,11 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
     namespace.setdefault(
         "__match_args__", () if kw_only else tuple(f.name for f in record_fields if f.init)
     )
+    lazy_init = None
+    if "__init__" not in body:
+        namespace["__init__"] = lazy_init = LazyInit(
+            record_fields, frozen=frozen, slots=slots, kw_only=kw_only
+        )
     if frozen:
         for name, method in (("__setattr__", _frozen_setattr), ("__delattr__", _frozen_delattr)):
             if name in body:
@@ -230,10 +239,8 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
         for name, value in namespace.items():
             if body.get(name, MISSING) is not value:
                 setattr(new, name, value)
-    if "__init__" not in body:
-        new.__init__ = make_init(  # type: ignore[misc]
-            new, record_fields, frozen=frozen, slots=slots, kw_only=kw_only
-        )
+    if lazy_init is not None:
+        lazy_init.owner = new
     return new
 
 

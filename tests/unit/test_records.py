@@ -290,6 +290,28 @@ def test_definitions_the_dataclass_refuses_are_refused() -> None:
             z: int = 0
 
 
+def test_init_eq_and_hash_are_made_at_first_use_and_look_real_before() -> None:
+    @record
+    class Late:
+        a: int
+        b: tuple[int, ...] = ()
+
+    assert type(Late.__dict__["__init__"]).__name__ == "LazyInit"
+    assert str(inspect.signature(Late)) == "(a: 'int', b: 'tuple[int, ...]' = ()) -> None"
+    assert inspect.isfunction(Late.__dict__["__init__"])  # the lookup put the real one there
+
+    @record
+    class Later:
+        a: int
+
+    first = Later(1)  # an instance being made compiles it too
+    assert inspect.isfunction(Later.__dict__["__init__"]) and first.a == 1
+    stub_eq, stub_hash = Later.__dict__["__eq__"], Later.__dict__["__hash__"]
+    assert first == Later(1) and hash(first) == hash((1,))
+    assert Later.__dict__["__eq__"] is not stub_eq and Later.__dict__["__hash__"] is not stub_hash
+    assert first != Later(2) and Later(1) == first
+
+
 def test_records_loads_neither_dataclasses_nor_inspect() -> None:
     code = (
         "import sys, guestagent.records as r\n"
