@@ -50,3 +50,4 @@ def sign_one(read_fd: int = 0, write_fd: int = 1) -> None:
 if __name__ == "__main__":
     sys.path[:0] = sys.argv[1:2]
     sign_one()
+    os._exit(0)  # its reply is written: no interpreter shutdown before the agent sees EOF

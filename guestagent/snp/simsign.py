@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +41,9 @@ _SCRIPT = str(Path(__file__).with_name("sign_child.py"))
 class ChildSigner:
     """`sign_p384` run by a child per signature. `start_ahead` starts the next child before it
     is needed, so that cryptography loads while the caller works (the agent: while it loads
-    the policy engine to adopt a policy given at start-up); `discard` ends a child started
-    ahead and not used (the agent's start failed or was stopped).
+    the policy engine to adopt a policy given at start-up), or, `idle`, while it waits for
+    the host (the policy the host sends after the handshake); `discard` ends a child started
+    ahead and not used (the agent's start failed, or it stops).
 
     Children are reaped through the agent's reaper when one is installed (call `sign` from a
     worker thread then, as the agent does); a child started ahead before the reaper existed is
@@ -50,24 +53,35 @@ class ChildSigner:
     def __init__(self) -> None:
         self._ahead: Child | None = None
         self._ahead_reaper: object | None = None
+        self._lock = threading.Lock()  # signatures come from worker threads
 
-    def start_ahead(self) -> None:
+    def start_ahead(self, *, idle: bool = False) -> None:
+        """`idle`: for a signature that may come much later. Only a fork (no interpreter is
+        started for it), at the lowest CPU priority: it loads while the agent has nothing
+        to do, and takes no CPU from what the agent does meanwhile."""
+        from guestagent.containers import forked
         from guestagent.containers.reaper import Reaper
 
-        if self._ahead is None:
-            self._ahead, self._ahead_reaper = self._start(), Reaper.active()
+        with self._lock:
+            if self._ahead is None and (not idle or forked.can_fork()):
+                self._ahead, self._ahead_reaper = self._start(idle), Reaper.active()
 
     def sign(self, scalar: int, message: bytes) -> tuple[int, int]:
         from guestagent.containers.reaper import Reaper
 
-        if self._ahead_reaper is not Reaper.active():
-            self.discard()  # its status now belongs to the reaper installed since
-        child, self._ahead = self._ahead, None
+        with self._lock:
+            if self._ahead_reaper is not Reaper.active():
+                self._discard()  # its status now belongs to the reaper installed since
+            child, self._ahead = self._ahead, None
         return self._finish(child or self._start(), scalar, message)
 
     def discard(self) -> None:
         """Kill the child started ahead, if any (it was never given a message), and reap it
         unless a reaper does."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
         from guestagent.containers.reaper import Reaper
 
         child, self._ahead = self._ahead, None
@@ -78,7 +92,7 @@ class ChildSigner:
                 child.wait()
 
     @staticmethod
-    def _start() -> Child:
+    def _start(idle: bool = False) -> Child:
         from guestagent.containers import children, forked
 
         spec = importlib.util.find_spec("cryptography")  # located, not imported
@@ -86,7 +100,7 @@ class ChildSigner:
             raise SnpUnavailableError("the simulated secure processor needs cryptography")
         try:
             if forked.can_fork():
-                return children.fork(sign_one)
+                return children.fork(_sign_one_at_idle_priority if idle else sign_one)
             library = str(Path(spec.origin).parents[1])
             argv = [sys.executable, "-S", "-I", _SCRIPT, library]
             return children.start(argv, stdin=subprocess.PIPE)
@@ -111,3 +125,8 @@ class ChildSigner:
                 f"simulated secure processor failed to sign (exit {done.returncode}): {exc}"
             ) from None
         return r, s
+
+
+def _sign_one_at_idle_priority() -> None:
+    os.nice(19)
+    sign_one()

@@ -1,7 +1,8 @@
-"""The simulator's signing child at start-up, in the real agent: it is a fork of the agent
-(started ahead of adopting the policy given with --policy), and a SIGTERM to the agent's
-process group while it exists ends the child and is handled once by the agent, which exits
-cleanly and leaves no process of its group behind."""
+"""The simulator's signing child at start-up, in the real agent: it is a fork of the agent,
+started ahead of adopting the policy given with --policy (or, without one, once ready, at idle
+priority, for the policy the host sends); a SIGTERM to the agent's process group while it
+exists ends the child and is handled once by the agent, which exits cleanly and leaves no
+process of its group behind."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def start_agent(tmp_path: Path, n: int) -> subprocess.Popen[bytes]:
+def start_agent(tmp_path: Path, n: int, with_policy: bool = True) -> subprocess.Popen[bytes]:
     policy = tmp_path / "policy.json"
     if not policy.exists():
         policy.write_bytes(json.dumps({"version": 1, "containers": []}).encode())
@@ -55,7 +56,8 @@ def start_agent(tmp_path: Path, n: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "guestagent", "serve",
          "--listen", f"unix://{tmp_path}/agent{n}.sock", "--state-dir", str(tmp_path / f"s{n}"),
-         "--snp", "sim", "--sim-state", str(tmp_path / "sim"), "--policy", str(policy),
+         "--snp", "sim", "--sim-state", str(tmp_path / "sim"),
+         *(("--policy", str(policy)) if with_policy else ()),
          "--sim-host-data", measure(policy.read_bytes()).host_data_hex, "--log-level", "info"],
         stderr=open(tmp_path / f"agent{n}.log", "wb"),
         cwd=REPO,
@@ -91,4 +93,35 @@ def test_a_sigterm_to_the_group_during_start_ends_the_fork_and_is_handled_once(t
     assert log.count('"shutdown requested"') == 1, log
     if "policy not adopted" in log:  # the child was ended before it signed, not after
         assert "failed to sign (exit 143)" in log, log
+    assert group_members(agent.pid) == []
+
+
+def nice_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19: nice
+
+
+def test_without_a_policy_a_fork_waits_at_idle_priority_and_signs_the_hosts_policy(tmp_path):
+    from guestagent.client import Client
+
+    agent = start_agent(tmp_path, 0, with_policy=False)
+    try:
+        socket = tmp_path / "agent0.sock"
+        deadline = time.monotonic() + 60
+        while not socket.exists():
+            assert agent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        with Client.connect(f"unix://{socket}") as client:
+            assert client.status()["policy"]["state"] == "none"
+            (child,) = children_of(agent.pid)  # started once ready
+            assert cmdline(child) == cmdline(agent.pid)
+            assert nice_of(child) == 19
+            policy = (tmp_path / "policy.json").read_bytes()
+            client.call("set_policy", {"policy": policy})
+            assert client.status()["policy"]["state"] == "enforcing"
+            assert children_of(agent.pid) == []  # it signed and was reaped
+    finally:
+        agent.terminate()
+        code = agent.wait(timeout=60)
+    assert code == 0, (tmp_path / "agent0.log").read_text()
     assert group_members(agent.pid) == []

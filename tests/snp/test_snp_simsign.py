@@ -60,7 +60,7 @@ def test_a_child_started_ahead_signs_once_then_a_fresh_one_signs(milan_state, mo
     started = []
     real_start = simsign.ChildSigner._start
     monkeypatch.setattr(
-        simsign.ChildSigner, "_start", staticmethod(lambda: started.append(1) or real_start())
+        simsign.ChildSigner, "_start", staticmethod(lambda *a: started.append(1) or real_start(*a))
     )
     signer.start_ahead()
     signer.start_ahead()  # one waiting child at most
