@@ -3,9 +3,10 @@
 Inside the agent the `Reaper` is the only code that waits for children: a `subprocess.run` or
 `Popen.wait` there would race its `waitpid(-1)` and could read a lost status as 0. `start`
 goes through `Reaper.popen_from_thread` when a reaper is installed (and plain Popen in CLI
-tools and tests, where nothing else reaps); `Child.wait` takes the status from the reaper's
-future. `run` collects bounded output with a selector and a deadline, so a child that floods
-its pipes or never exits cannot hold the agent.
+tools and tests, where nothing else reaps), `fork` through `Reaper.start_watched`;
+`Child.wait` takes the status from the reaper's future. `run` collects bounded output with
+a selector and a deadline, so a child that floods its pipes or never exits cannot hold the
+agent.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
+from guestagent.containers import forked
 from guestagent.containers.reaper import Reaper
 from guestagent.records import record
 
-__all__ = ["Child", "Completed", "complete", "run", "start"]
+__all__ = ["Child", "Completed", "complete", "fork", "run", "start"]
 
 DEFAULT_LIMIT = 1 << 20
 
@@ -40,7 +42,9 @@ class Child:
     """A started child with Popen's pipes; its exit status comes from whoever reaps."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], waiter: concurrent.futures.Future[int] | None
+        self,
+        process: subprocess.Popen[bytes] | forked.ForkedProcess,
+        waiter: concurrent.futures.Future[int] | None,
     ) -> None:
         self.process = process
         self._waiter = waiter
@@ -102,6 +106,16 @@ def start(
     if reaper is None:
         return Child(subprocess.Popen(list(argv), **args), None)  # type: ignore[call-overload]
     process, waiter = reaper.popen_from_thread(argv, **args)
+    return Child(process, waiter)
+
+
+def fork(main: Callable[[], None]) -> Child:
+    """`main` run in a fork of this process, with pipes as its stdin, stdout and stderr
+    (`forked.fork`: only while the process has one thread), reaped like every child."""
+    reaper = Reaper.active()
+    if reaper is None:
+        return Child(forked.fork(main), None)
+    process, waiter = reaper.start_watched(lambda: forked.fork(main))
     return Child(process, waiter)
 
 

@@ -36,8 +36,8 @@ import signal
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from guestagent.errors import AgentError, ErrorCode
 
@@ -53,6 +53,14 @@ PR_GET_CHILD_SUBREAPER = 37
 MAX_UNCLAIMED = 1024
 # Signals Python sets to SIG_IGN that a spawned program must get back at their default.
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+class _HasPid(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+_Started = TypeVar("_Started", bound=_HasPid)
 
 
 def set_child_subreaper(enabled: bool = True) -> None:
@@ -192,11 +200,19 @@ class Reaper:
         """
         if self._loop_thread == threading.get_ident():
             raise AgentError("popen_from_thread called on the loop thread", code=ErrorCode.INTERNAL)
+        return self.start_watched(lambda: subprocess.Popen(list(argv), **popen_args))
+
+    def start_watched(
+        self, start: Callable[[], _Started]
+    ) -> tuple[_Started, concurrent.futures.Future[int]]:
+        """Run `start`, which makes one child and returns an object with its `pid`, so that the
+        child's status can only reach the returned future. Any thread may start; only a worker
+        thread may wait on the future (the loop thread resolves it)."""
         waiter: concurrent.futures.Future[int] = concurrent.futures.Future()
         with self._lock:  # the reap loop waits here, so it cannot take the status unregistered
-            process = subprocess.Popen(list(argv), **popen_args)
-            self._thread_waiters[process.pid] = waiter
-        return process, waiter
+            started = start()
+            self._thread_waiters[started.pid] = waiter
+        return started, waiter
 
     def reap(self) -> None:
         """Reap every exited child now (SIGCHLD handler)."""

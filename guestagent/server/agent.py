@@ -211,10 +211,9 @@ class Agent:
             log.info("creating the state directory", extra={"path": str(self.state_dir)})
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._open_snp()
-        if policy_bytes is not None:
-            signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
-            if signer is not None:
-                signer.start_ahead()  # it loads while the state is reconciled and the engine loads
+        signer = getattr(self.snp, "child_signer", None)  # the simulator's, if it signs apart
+        if signer is not None and policy_bytes is not None:
+            signer.start_ahead()  # it loads while the state is reconciled and the engine loads
         await self._reconcile()
         if policy_bytes is not None:
             try:
@@ -242,6 +241,8 @@ class Agent:
             self.listeners.extend(kata_listeners)
             log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         timeline.stamp("agent_ready")
+        if signer is not None and policy_bytes is None:
+            signer.start_ahead(idle=True)  # for the host's policy: it loads while we wait
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:
@@ -332,6 +333,9 @@ class Agent:
 
     async def release(self) -> None:
         """Remove every container and mount the agent made (at exit, or after a failed start)."""
+        signer = getattr(self.snp, "child_signer", None)
+        if signer is not None:  # a signing child started ahead of a start that failed
+            signer.discard()
         if self.containers is not None:
             for problem in await self.containers.shutdown():
                 log.error("container cleanup failed", extra={"problem": problem})

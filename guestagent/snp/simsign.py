@@ -2,24 +2,30 @@
 
 On hardware the PSP signs and the agent never maps a line of OpenSSL. The simulator's agent
 (`serve --snp sim`) keeps that shape: it derives the key's scalar itself (hashlib only) and
-hands scalar and message to a child interpreter that loads cryptography, signs once and exits,
-so cryptography's libraries and objects never become part of the long-lived agent. Tools and
-tests sign in their own process (`sign_child.sign_p384`); the child runs that module.
+hands scalar and message to a child that loads cryptography, signs once and exits, so
+cryptography's libraries and objects never become part of the long-lived agent. Tools and
+tests sign in their own process (`sign_child.sign_p384`).
 
-The scalar travels over the child's stdin, never its command line or environment.
+The child is a fork of the agent while the agent has a single thread (at start-up, where the
+first report is signed before anything is served): no interpreter start, which costs more
+than the signature itself. With threads running it is a fresh interpreter running
+`sign_child.py` instead. Both run `sign_child.sign_one`. The scalar travels over the child's
+stdin, never its command line or environment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guestagent.snp.errors import SnpUnavailableError
-from guestagent.snp.sign_child import sign_p384
+from guestagent.snp.sign_child import sign_one, sign_p384
 
 if TYPE_CHECKING:  # the agent's own: the child imports this module without them
     from guestagent.containers.children import Child
@@ -33,9 +39,11 @@ _SCRIPT = str(Path(__file__).with_name("sign_child.py"))
 
 
 class ChildSigner:
-    """`sign_p384` run by a child interpreter per signature. `start_ahead` starts the next
-    child before it is needed, so its interpreter and cryptography load while the caller
-    works (the agent: while it loads the policy engine to adopt a policy given at start-up).
+    """`sign_p384` run by a child per signature. `start_ahead` starts the next child before it
+    is needed, so that cryptography loads while the caller works (the agent: while it loads
+    the policy engine to adopt a policy given at start-up), or, `idle`, while it waits for
+    the host (the policy the host sends after the handshake); `discard` ends a child started
+    ahead and not used (the agent's start failed, or it stops).
 
     Children are reaped through the agent's reaper when one is installed (call `sign` from a
     worker thread then, as the agent does); a child started ahead before the reaper existed is
@@ -45,32 +53,56 @@ class ChildSigner:
     def __init__(self) -> None:
         self._ahead: Child | None = None
         self._ahead_reaper: object | None = None
+        self._lock = threading.Lock()  # signatures come from worker threads
 
-    def start_ahead(self) -> None:
+    def start_ahead(self, *, idle: bool = False) -> None:
+        """`idle`: for a signature that may come much later. Only a fork (no interpreter is
+        started for it), at the lowest CPU priority: it loads while the agent has nothing
+        to do, and takes no CPU from what the agent does meanwhile."""
+        from guestagent.containers import forked
         from guestagent.containers.reaper import Reaper
 
-        if self._ahead is None:
-            self._ahead, self._ahead_reaper = self._start(), Reaper.active()
+        with self._lock:
+            if self._ahead is None and (not idle or forked.can_fork()):
+                self._ahead, self._ahead_reaper = self._start(idle), Reaper.active()
 
     def sign(self, scalar: int, message: bytes) -> tuple[int, int]:
         from guestagent.containers.reaper import Reaper
 
-        child, self._ahead = self._ahead, None
-        if child is not None and self._ahead_reaper is not Reaper.active():
-            child.kill()  # its status now belongs to the reaper installed since
-            child = None
+        with self._lock:
+            if self._ahead_reaper is not Reaper.active():
+                self._discard()  # its status now belongs to the reaper installed since
+            child, self._ahead = self._ahead, None
         return self._finish(child or self._start(), scalar, message)
 
+    def discard(self) -> None:
+        """Kill the child started ahead, if any (it was never given a message), and reap it
+        unless a reaper does."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        from guestagent.containers.reaper import Reaper
+
+        child, self._ahead = self._ahead, None
+        if child is not None:
+            child.kill()
+            child.close()
+            if self._ahead_reaper is None and Reaper.active() is None:
+                child.wait()
+
     @staticmethod
-    def _start() -> Child:
-        from guestagent.containers import children
+    def _start(idle: bool = False) -> Child:
+        from guestagent.containers import children, forked
 
         spec = importlib.util.find_spec("cryptography")  # located, not imported
         if spec is None or spec.origin is None:
             raise SnpUnavailableError("the simulated secure processor needs cryptography")
-        library = str(Path(spec.origin).parents[1])
-        argv = [sys.executable, "-S", "-I", _SCRIPT, library]
         try:
+            if forked.can_fork():
+                return children.fork(_sign_one_at_idle_priority if idle else sign_one)
+            library = str(Path(spec.origin).parents[1])
+            argv = [sys.executable, "-S", "-I", _SCRIPT, library]
             return children.start(argv, stdin=subprocess.PIPE)
         except OSError as exc:
             raise SnpUnavailableError(f"simulated secure processor did not start: {exc}") from None
@@ -93,3 +125,8 @@ class ChildSigner:
                 f"simulated secure processor failed to sign (exit {done.returncode}): {exc}"
             ) from None
         return r, s
+
+
+def _sign_one_at_idle_priority() -> None:
+    os.nice(19)
+    sign_one()

@@ -14,7 +14,6 @@ dm-verity (every read checked by the kernel) is the mode for the guest.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import secrets
@@ -57,7 +56,7 @@ __all__ = [
 MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
 MNT_DETACH = 2
 LAYER_FLAGS = MS_RDONLY | MS_NODEV | MS_NOSUID
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the libc already mapped: no ldconfig run
 
 
 def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:

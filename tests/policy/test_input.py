@@ -4,6 +4,8 @@ with the place named. A plain recursive reading of the schema is the oracle."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -272,3 +274,35 @@ OVERLAY = build_state(POLICY, "overlay")
 def test_the_template_is_allowed() -> None:
     request = copy.deepcopy(TEMPLATES["create_web"])
     assert decide(POLICY, OVERLAY, "create_container", request).allowed
+
+
+def _declared_schemas() -> list[tuple[str, Schema]]:
+    import importlib
+    import pkgutil
+
+    from guestagent.policy import rules
+
+    found = []
+    for info in pkgutil.iter_modules(rules.__path__):
+        module = importlib.import_module(f"{rules.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            value = getattr(value, "schema", value)  # a ListOf's maps
+            if isinstance(value, Schema):
+                found.append((f"{info.name}.{name}", value))
+    return found
+
+
+def test_each_schema_compiles_at_its_first_use_not_at_import() -> None:
+    # In a fresh interpreter: importing the rules writes no checker.
+    code = (
+        "import gc; import guestagent.policy.engine; from guestagent.policy.rules._input "
+        "import Schema; print(sum(hasattr(o.check, '__code__') for o in gc.get_objects() "
+        "if isinstance(o, Schema)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
+    declared = _declared_schemas()
+    assert len(declared) >= 10, declared
+    for name, schema in declared:  # and each one declared compiles, its source kept
+        assert schema.check.source.startswith("def check(value, texts):\n"), name
+        assert hasattr(schema.check, "__code__"), name  # the compiled function took its place

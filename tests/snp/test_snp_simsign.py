@@ -1,9 +1,17 @@
 """The simulator signing apart: a child's signature verifies like one made in process, the
-chip's HKDF equals cryptography's, and a child started ahead is used once."""
+chip's HKDF equals cryptography's, a child started ahead is used once; it is a fork of a
+single-threaded process and a fresh interpreter otherwise, fails with a clear
+SnpUnavailableError and never outlives its use. Scenarios that depend on the process's
+threads run in a fresh interpreter (sign_scenarios.py)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -52,7 +60,7 @@ def test_a_child_started_ahead_signs_once_then_a_fresh_one_signs(milan_state, mo
     started = []
     real_start = simsign.ChildSigner._start
     monkeypatch.setattr(
-        simsign.ChildSigner, "_start", staticmethod(lambda: started.append(1) or real_start())
+        simsign.ChildSigner, "_start", staticmethod(lambda *a: started.append(1) or real_start(*a))
     )
     signer.start_ahead()
     signer.start_ahead()  # one waiting child at most
@@ -65,8 +73,57 @@ def test_a_child_started_ahead_signs_once_then_a_fresh_one_signs(milan_state, mo
         assert _verify(backend, raw, expected_report_data=NONCE).ok
 
 
-def test_a_child_that_cannot_sign_is_snp_unavailable(milan_state, monkeypatch):
+def test_an_interpreter_that_cannot_sign_is_snp_unavailable(milan_state, monkeypatch):
     backend = SimBackend(milan_state, sign_in_child=True)
     monkeypatch.setattr(simsign, "_SCRIPT", os.devnull)  # runs, prints nothing
-    with pytest.raises(SnpUnavailableError, match="failed to sign"):
-        backend.get_report(NONCE)
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)  # a thread: no fork, an interpreter
+    worker.start()
+    try:
+        with pytest.raises(SnpUnavailableError, match="failed to sign"):
+            backend.get_report(NONCE)
+    finally:
+        stop.set()
+        worker.join()
+
+
+SCENARIOS = Path(__file__).with_name("sign_scenarios.py")
+
+
+def scenario(milan_state: Path, name: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(SCENARIOS), str(milan_state), name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(("name", "started"), [("fork", "fork"), ("threads", "exec")])
+def test_the_child_is_a_fork_unless_threads_run_and_its_reports_verify(
+    milan_state, name: str, started: str
+) -> None:
+    seen = scenario(milan_state, name)
+    assert seen["started"] == started
+    assert seen["children_after"] == []
+    assert not seen["cryptography_here"]  # loaded in the child only
+    backend = SimBackend(milan_state)
+    raw = bytes.fromhex(seen["report"])
+    result = _verify(backend, raw, expected_report_data=NONCE)
+    assert result.ok, [c.describe() for c in result.failures]
+
+
+def test_a_forked_child_that_fails_is_a_clear_snp_unavailable_error(milan_state) -> None:
+    seen = scenario(milan_state, "failures")
+    assert seen["killed"] == ("simulated secure processor failed to sign (exit 137): no output")
+    assert seen["invalid_key"].startswith(
+        "simulated secure processor failed to sign (exit 1): ValueError: "
+    ), seen["invalid_key"]
+    assert seen["children_after"] == []
+
+
+def test_a_child_started_ahead_and_not_used_is_killed_and_reaped(milan_state) -> None:
+    assert scenario(milan_state, "discard") == {"alive": False, "children_after": []}

@@ -1,6 +1,6 @@
 """Enforcement inputs: one schema per point, each kind of field checked once, places named.
 
-A Schema lists an input's fields and the kind of each. It is written out once, at import,
+A Schema lists an input's fields and the kind of each. It is written out once, at its first use,
 as one function (rules/_codegen.py): nested maps inline, one line or two per field, the
 string fields fetched by one C call. Checking walks the input once, and every string of the
 input is gathered into one list that is checked once at the end (exact str, no NUL, at
@@ -117,9 +117,9 @@ class Schema:
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
         self.fields = dict(fields)
-        code = Code()
-        self.emit(code, "value", "''", "")
-        self.check = code.build()
+        # Written out and compiled at its first use, not at import: a schema inlined into
+        # another is never called itself, and the agent starts before it checks a request.
+        self.check: Callable[[Any, list[Any]], None] = _CompiledOnFirstUse(self)
 
     def emit(self, code: Code, item: str, where: str, field: str) -> None:
         value = item
@@ -159,6 +159,30 @@ class Schema:
             Schema({key: kind}).check({key: value[key]}, texts)
             found.append((key, texts))
         return found
+
+
+class _CompiledOnFirstUse:
+    """A schema's `check` until it is first used (called, or its source read): then the
+    schema's checker is compiled and takes its place, a plain attribute on the hot path."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    def __call__(self, value: Any, texts: list[Any]) -> None:
+        self.compiled()(value, texts)
+
+    @property
+    def source(self) -> str:
+        return self.compiled().source  # type: ignore[attr-defined]
+
+    def compiled(self) -> Callable[[Any, list[Any]], None]:
+        if self.schema.check is self:
+            code = Code()
+            self.schema.emit(code, "value", "''", "")
+            self.schema.check = code.build()
+        return self.schema.check
 
 
 class ListOf:
