@@ -11,9 +11,10 @@ and factories. The body refers to parameters by position and to helpers by shape
 names, so the renamed code behaves exactly as if it had been compiled for the class.
 
 `__eq__` and `__hash__` are made the same way (keyed by the number of compared fields,
-attribute names renamed in `co_names`): they are on the policy's hot paths, and the
-interpreter's attribute caches make `(self.a, self.b) == (other.a, other.b)` faster than
-any shared function reading the fields by name.
+attribute names renamed in `co_names`), at their first call (records.py): they are on the
+policy's hot paths, and the interpreter's attribute caches make
+`(self.a, self.b) == (other.a, other.b)` faster than any shared function reading the fields
+by name, but most records are never compared or hashed before the agent is ready.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from types import CodeType, FunctionType
 from typing import Any
 
-__all__ = ["FACTORY", "MISSING", "make_eq", "make_hash", "make_init"]
+__all__ = ["FACTORY", "MISSING", "LazyInit", "make_eq", "make_hash", "make_init"]
 
 
 class _Sentinel:
@@ -42,6 +43,31 @@ FACTORY: Any = _Sentinel("<factory>")
 _object_setattr = object.__setattr__
 _templates: dict[tuple[Any, ...], CodeType] = {}
 _compared: dict[tuple[str, int], CodeType] = {}
+
+
+class LazyInit:
+    """A record's `__init__` until its first use: the first lookup (an instance being made,
+    `cls.__init__`, `inspect.signature(cls)`) compiles it, puts it on the class in this
+    stand-in's place and returns it, so nothing but that first lookup sees the stand-in. Most
+    records the agent defines are not instantiated before it is ready."""
+
+    __slots__ = ("fields", "frozen", "kw_only", "owner", "slots")
+
+    def __init__(self, fields: Sequence[Any], *, frozen: bool, slots: bool, kw_only: bool):
+        self.fields = fields
+        self.frozen = frozen
+        self.slots = slots
+        self.kw_only = kw_only
+        self.owner: type | None = None  # the record class, once built
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        owner = self.owner
+        assert owner is not None, "a record's __init__ looked up before its class was built"
+        init = make_init(
+            owner, self.fields, frozen=self.frozen, slots=self.slots, kw_only=self.kw_only
+        )
+        type.__setattr__(owner, "__init__", init)
+        return init if obj is None else init.__get__(obj, objtype)
 
 
 def make_init(
@@ -77,7 +103,8 @@ def make_init(
     mode = "slot" if slots else ("object" if frozen else "attribute")
     # Without slots the body names the attributes itself: the names are part of the shape.
     names = () if slots else tuple(assigned)
-    key = (tuple(kinds), kw_only, post_init, mode, names)
+    # A default is the function's, not the code's: required and defaulted share a shape.
+    key = ("".join(kinds).replace("d", "p"), kw_only, post_init, mode, names)
     template = _templates.get(key)
     if template is None:
         template = _templates[key] = _compile(kinds, kw_only, post_init, mode, names)
@@ -101,7 +128,7 @@ def make_init(
 
 
 def _compile(
-    kinds: list[str], kw_only: bool, post_init: bool, mode: str, names: tuple[str, ...]
+    kinds: str, kw_only: bool, post_init: bool, mode: str, names: tuple[str, ...]
 ) -> CodeType:
     params: list[str] = []
     lines: list[str] = []

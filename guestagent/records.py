@@ -11,9 +11,13 @@ tests check that for every record in the package).
 Why not `dataclasses`: on CPython 3.11 (the guest's) it compiles about six methods per
 class with `exec` and, for slots, builds the class twice, about 1 ms a frozen class; the
 agent defines dozens before it is ready, and the guest runs under software emulation. Here
-only `__init__` is compiled per class (it keeps its real signature and stays as fast as the
-generated one); `__eq__`, `__hash__`, `__repr__`, the frozen `__setattr__`/`__delattr__`
-and the pickling state are shared functions driven by per-class `operator.attrgetter`s.
+`__repr__`, the frozen `__setattr__`/`__delattr__` and the pickling state are shared
+functions driven by per-class tuples of names; `__init__`, `__eq__` and `__hash__` (which
+must be as fast as the dataclass's, on the policy's hot paths) are compiled once per shape
+and renamed per class (record_code.py), each at its first use, and `__init__` keeps its
+real signature. A slotted record's class is still built twice: slots are only taken at
+class creation.
+
 What is not supported is refused: inheritance between records, `InitVar`, field-level
 `kw_only`, ordering. A `ClassVar` annotation is not a field, as in `dataclasses`.
 """
@@ -24,7 +28,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from guestagent.record_code import MISSING, make_eq, make_hash, make_init
+from guestagent.record_code import MISSING, LazyInit, make_eq, make_hash
 
 __all__ = ["MISSING", "Field", "FrozenRecordError", "field", "fields", "record", "replace"]
 
@@ -108,7 +112,27 @@ def replace(obj: T, /, **changes: Any) -> T:
     return obj.__class__(**changes)
 
 
-# The shared methods (eq, hash and init are generated per shape: record_code.py).
+# The shared methods. `__eq__` and `__hash__` start as stubs that make the class's own
+# (record_code.py: as fast as the dataclass's) at their first call and hand over to it.
+
+
+def _owner(cls: type, name: str, stub: Any) -> type:
+    return next(klass for klass in cls.__mro__ if klass.__dict__.get(name) is stub)
+
+
+def _first_eq(self: Any, other: Any) -> Any:
+    cls = _owner(self.__class__, "__eq__", _first_eq)
+    eq = make_eq(cls, cls.__record_compared__)  # type: ignore[attr-defined]
+    cls.__eq__ = eq  # type: ignore[method-assign]
+    return eq(self, other)
+
+
+def _first_hash(self: Any) -> int:
+    cls = _owner(self.__class__, "__hash__", _first_hash)
+    hash_ = make_hash(cls, cls.__record_compared__)  # type: ignore[attr-defined]
+    cls.__hash__ = hash_  # type: ignore[method-assign]
+    return hash_(self)
+
 
 _repr_running: set[tuple[int, int]] = set()
 
@@ -182,13 +206,19 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
         namespace["__slots__"] = names
         namespace["__qualname__"] = cls.__qualname__
     namespace["__record_fields__"] = record_fields
+    namespace["__record_params__"] = {"frozen": frozen, "kw_only": kw_only, "slots": slots}
     namespace["__record_names__"] = names
     namespace["__record_repr__"] = tuple(f.name for f in record_fields if f.repr)
-    _add_comparison(namespace, cls, frozen)
+    _add_comparison(namespace, frozen)
     namespace.setdefault("__repr__", _repr)
     namespace.setdefault(
         "__match_args__", () if kw_only else tuple(f.name for f in record_fields if f.init)
     )
+    lazy_init = None
+    if "__init__" not in body:
+        namespace["__init__"] = lazy_init = LazyInit(
+            record_fields, frozen=frozen, slots=slots, kw_only=kw_only
+        )
     if frozen:
         for name, method in (("__setattr__", _frozen_setattr), ("__delattr__", _frozen_delattr)):
             if name in body:
@@ -209,10 +239,8 @@ def _build(cls: type[T], *, frozen: bool, kw_only: bool, slots: bool) -> type[T]
         for name, value in namespace.items():
             if body.get(name, MISSING) is not value:
                 setattr(new, name, value)
-    if "__init__" not in body:
-        new.__init__ = make_init(  # type: ignore[misc]
-            new, record_fields, frozen=frozen, slots=slots, kw_only=kw_only
-        )
+    if lazy_init is not None:
+        lazy_init.owner = new
     return new
 
 
@@ -261,17 +289,19 @@ def _check_defaults(record_fields: tuple[Field, ...], kw_only: bool) -> None:
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
 
 
-def _add_comparison(namespace: dict[str, Any], cls: type, frozen: bool) -> None:
+def _add_comparison(namespace: dict[str, Any], frozen: bool) -> None:
     """`__eq__` over the compared fields; `__hash__` too if frozen, else None (dataclasses'
     rule with eq=True; an `__eq__` or `__hash__` the class body defines is kept)."""
-    compared = [f.name for f in namespace["__record_fields__"] if f.compare]
+    namespace["__record_compared__"] = tuple(
+        f.name for f in namespace["__record_fields__"] if f.compare
+    )
     had_eq = "__eq__" in namespace
     explicit_hash = namespace.get("__hash__", MISSING)
     has_explicit_hash = not (explicit_hash is MISSING or (explicit_hash is None and had_eq))
     if not had_eq:
-        namespace["__eq__"] = make_eq(cls, compared)
+        namespace["__eq__"] = _first_eq
     if not has_explicit_hash:
-        namespace["__hash__"] = make_hash(cls, compared) if frozen else None
+        namespace["__hash__"] = _first_hash if frozen else None
 
 
 def _rebind_class_cells(namespace: dict[str, Any], old: type, new: type) -> None:
