@@ -140,6 +140,10 @@ class Reaper:
                 waiter.cancel()
             self._thread_waiters.clear()
 
+    def on_loop_thread(self) -> bool:
+        """True on the thread that reaps: waiting there for a status would wait forever."""
+        return self._loop_thread == threading.get_ident()
+
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -198,7 +202,7 @@ class Reaper:
         The caller must never call the Popen's wait/communicate/poll (they would race the reap
         loop) and sets `returncode` from the future (children.py does both).
         """
-        if self._loop_thread == threading.get_ident():
+        if self.on_loop_thread():
             raise AgentError("popen_from_thread called on the loop thread", code=ErrorCode.INTERNAL)
         return self.start_watched(lambda: subprocess.Popen(list(argv), **popen_args))
 

@@ -69,8 +69,11 @@ class ChildSigner:
     def sign(self, scalar: int, message: bytes) -> tuple[int, int]:
         from guestagent.containers.reaper import Reaper
 
+        reaper = Reaper.active()
+        if reaper is not None and reaper.on_loop_thread():  # the status comes on this thread
+            raise SnpUnavailableError("the simulator signs from a worker thread, not the loop's")
         with self._lock:
-            if self._ahead_reaper is not Reaper.active():
+            if self._ahead_reaper is not reaper:
                 self._discard()  # its status now belongs to the reaper installed since
             child, self._ahead = self._ahead, None
         return self._finish(child or self._start(), scalar, message)

@@ -99,6 +99,36 @@ def discard(backend: SimBackend) -> dict[str, object]:
     return {"alive": alive, "children_after": child_pids()}
 
 
+def loop_thread(backend: SimBackend) -> dict[str, object]:
+    """With the reaper installed (the agent once ready), a child started ahead from the loop
+    thread signs for a worker thread; asked on the loop thread itself, signing refuses
+    at once instead of waiting for a status only that thread could reap."""
+    import asyncio
+
+    from guestagent.containers.reaper import Reaper
+
+    async def scenario() -> dict[str, object]:
+        reaper = Reaper()
+        reaper.install()
+        try:
+            assert backend.child_signer is not None
+            backend.child_signer.start_ahead(idle=True)
+            (pid,) = child_pids()
+            started = how_started(pid)
+            try:
+                backend.get_report(NONCE)
+                refused = None
+            except SnpUnavailableError as exc:
+                refused = exc.message
+            report = await asyncio.to_thread(backend.get_report, NONCE)
+            return {"started": started, "refused": refused, "report": report.hex(),
+                    "orphans": reaper.reaped_orphans}  # fmt: skip
+        finally:
+            reaper.close()
+
+    return asyncio.run(scenario())
+
+
 if __name__ == "__main__":
     backend = SimBackend(sys.argv[1], sign_in_child=True)
     sys.stdout.write(json.dumps(globals()[sys.argv[2]](backend)) + "\n")

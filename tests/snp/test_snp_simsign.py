@@ -127,3 +127,14 @@ def test_a_forked_child_that_fails_is_a_clear_snp_unavailable_error(milan_state)
 
 def test_a_child_started_ahead_and_not_used_is_killed_and_reaped(milan_state) -> None:
     assert scenario(milan_state, "discard") == {"alive": False, "children_after": []}
+
+
+def test_with_the_reaper_a_fork_signs_for_a_worker_thread_never_on_the_loop_thread(
+    milan_state,
+) -> None:
+    seen = scenario(milan_state, "loop_thread")
+    assert seen["started"] == "fork"
+    assert seen["refused"] == "the simulator signs from a worker thread, not the loop's"
+    assert seen["orphans"] == 0  # its status reached its waiter through the reaper
+    raw = bytes.fromhex(seen["report"])
+    assert _verify(SimBackend(milan_state), raw, expected_report_data=NONCE).ok

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from launch_image import BUILD_OVMF, launch_image
 from guestagent.cli.simlaunch import FW_CFG_NAME
 from guestagent.client.sync_client import Client
 from guestagent.policy.measure import measure
+from guestagent.records import replace
 from guestagent.snp.launch import LaunchImage, has_kernel_hashes
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
