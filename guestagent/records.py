@@ -249,11 +249,12 @@ def _collect(cls: type, body: Any) -> tuple[Field, ...]:
     collected = []
     for name, annotation in annotations.items():
         value = body.get(name, MISSING)
-        if _is_class_var(annotation):
+        marker = _marker(annotation)
+        if marker == "ClassVar":
             if isinstance(value, Field):
                 raise TypeError(f"field {name} is a ClassVar but specifies a record field")
             continue
-        if "InitVar" in str(annotation):
+        if marker == "InitVar":
             raise TypeError(f"{cls.__name__}.{name}: InitVar is not supported by records")
         f = value if isinstance(value, Field) else Field(value, MISSING, True, True, True)
         f.name = name
@@ -270,10 +271,12 @@ def _collect(cls: type, body: Any) -> tuple[Field, ...]:
     return tuple(collected)
 
 
-def _is_class_var(annotation: Any) -> bool:
+def _marker(annotation: Any) -> str:
+    """ "ClassVar" or "InitVar" if the annotation is one (`ClassVar[int]`, `typing.ClassVar`,
+    `dataclasses.InitVar[str]`, as a string or not), else ""."""
     text = annotation if isinstance(annotation, str) else repr(annotation)
-    text = text.strip()
-    return text.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar"))
+    name = text.split("[", 1)[0].strip().rsplit(".", 1)[-1]
+    return name if name in ("ClassVar", "InitVar") else ""
 
 
 def _check_defaults(record_fields: tuple[Field, ...], kw_only: bool) -> None:

@@ -10,6 +10,7 @@ import math
 import pickle
 import subprocess
 import sys
+import typing
 from typing import ClassVar
 
 import pytest
@@ -225,6 +226,22 @@ def test_class_vars_are_not_fields_and_super_still_works_in_slotted_methods() ->
             return super().__repr__().split(" object")[0] + f" {self.limit}"
 
     assert [f.name for f in fields(WithClassVar)] == ["value"]
+
+    class ClassVarLike:  # a type whose name only starts like the marker
+        pass
+
+    @record
+    class NamedLikeOne:
+        value: ClassVarLike
+        limit: typing.ClassVar[int] = 1
+
+    assert [f.name for f in fields(NamedLikeOne)] == ["value"]
+    with pytest.raises(TypeError, match="InitVar"):
+
+        @record
+        class WithInitVar:
+            seed: dataclasses.InitVar[int]
+
     assert WithClassVar(1).describe().endswith("WithClassVar 5")
 
 
