@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 
-from guestagent import __version__
+from guestagent import __version__, startgc
 from guestagent.errors import AgentError
 from guestagent.printable import printable
 
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     command = args.command
+    if command != "serve":
+        startgc.resume()  # held by __main__; only `serve` keeps it held, until it is ready
     try:
         code = int(func(args))
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from guestagent import timeline
+from guestagent import startgc, timeline
 from guestagent.errors import AgentError
 from guestagent.init import entropy, modules, mounts, syscalls
 from guestagent.init.config import InitConfig, resolve_config
@@ -132,6 +132,7 @@ def run(args: argparse.Namespace, *, pid1: bool | None = None) -> int:
         config = load_config(args)
         bring_up(config, pid1=pid1)
         timeline.stamp("init_up")
+        startgc.resume()  # before the agent's fork: its pages stay shared (startgc.py)
         supervise(config.agent_argv, power_off=power_off, log=log, stop_grace=args.stop_grace)
     except (AgentError, OSError) as exc:
         log(f"bring-up failed: {exc}")

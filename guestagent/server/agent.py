@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guestagent import __version__, timeline
+from guestagent import __version__, startgc, timeline
 from guestagent.containers.manager import ContainerManager
 from guestagent.containers.oom import OomWatch
 from guestagent.containers.reaper import Reaper
@@ -241,6 +241,7 @@ class Agent:
             self.listeners.extend(kata_listeners)
             log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         timeline.stamp("agent_ready")
+        startgc.resume()  # held since the entry point (startgc.py)
         if signer is not None and policy_bytes is None:
             signer.start_ahead(idle=True)  # for the host's policy: it loads while we wait
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
