@@ -242,8 +242,6 @@ class Agent:
             log.info("speaking the Kata agent protocol", extra={"uris": self.config.kata})
         timeline.stamp("agent_ready")
         startgc.resume()  # held since the entry point (startgc.py)
-        if signer is not None and policy_bytes is None:
-            signer.start_ahead(idle=True)  # for the host's policy: it loads while we wait
         notify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.config.listen)}")
         interval = notify.watchdog_interval()
         if interval:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import threading
@@ -41,9 +40,10 @@ _SCRIPT = str(Path(__file__).with_name("sign_child.py"))
 class ChildSigner:
     """`sign_p384` run by a child per signature. `start_ahead` starts the next child before it
     is needed, so that cryptography loads while the caller works (the agent: while it loads
-    the policy engine to adopt a policy given at start-up), or, `idle`, while it waits for
-    the host (the policy the host sends after the handshake); `discard` ends a child started
-    ahead and not used (the agent's start failed, or it stops).
+    the policy engine to adopt a policy given at start-up); `discard` ends a child started
+    ahead and not used (the agent's start failed, or it stops). Only before anything is served:
+    a fork made later would share the open transports (a virtio-serial port that the host
+    reconnects to, held open by an idle child, stalled the agent in the VM tier).
 
     Children are reaped through the agent's reaper when one is installed (call `sign` from a
     worker thread then, as the agent does); a child started ahead before the reaper existed is
@@ -55,16 +55,12 @@ class ChildSigner:
         self._ahead_reaper: object | None = None
         self._lock = threading.Lock()  # signatures come from worker threads
 
-    def start_ahead(self, *, idle: bool = False) -> None:
-        """`idle`: for a signature that may come much later. Only a fork (no interpreter is
-        started for it), at the lowest CPU priority: it loads while the agent has nothing
-        to do, and takes no CPU from what the agent does meanwhile."""
-        from guestagent.containers import forked
+    def start_ahead(self) -> None:
         from guestagent.containers.reaper import Reaper
 
         with self._lock:
-            if self._ahead is None and (not idle or forked.can_fork()):
-                self._ahead, self._ahead_reaper = self._start(idle), Reaper.active()
+            if self._ahead is None:
+                self._ahead, self._ahead_reaper = self._start(), Reaper.active()
 
     def sign(self, scalar: int, message: bytes) -> tuple[int, int]:
         from guestagent.containers.reaper import Reaper
@@ -95,7 +91,7 @@ class ChildSigner:
                 child.wait()
 
     @staticmethod
-    def _start(idle: bool = False) -> Child:
+    def _start() -> Child:
         from guestagent.containers import children, forked
 
         spec = importlib.util.find_spec("cryptography")  # located, not imported
@@ -103,7 +99,7 @@ class ChildSigner:
             raise SnpUnavailableError("the simulated secure processor needs cryptography")
         try:
             if forked.can_fork():
-                return children.fork(_sign_one_at_idle_priority if idle else sign_one)
+                return children.fork(sign_one)
             library = str(Path(spec.origin).parents[1])
             argv = [sys.executable, "-S", "-I", _SCRIPT, library]
             return children.start(argv, stdin=subprocess.PIPE)
@@ -128,8 +124,3 @@ class ChildSigner:
                 f"simulated secure processor failed to sign (exit {done.returncode}): {exc}"
             ) from None
         return r, s
-
-
-def _sign_one_at_idle_priority() -> None:
-    os.nice(19)
-    sign_one()

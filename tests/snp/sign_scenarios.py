@@ -112,7 +112,7 @@ def loop_thread(backend: SimBackend) -> dict[str, object]:
         reaper.install()
         try:
             assert backend.child_signer is not None
-            backend.child_signer.start_ahead(idle=True)
+            backend.child_signer.start_ahead()
             (pid,) = child_pids()
             started = how_started(pid)
             try:
