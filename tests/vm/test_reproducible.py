@@ -15,6 +15,8 @@ import pytest
 from guest_images import SCRIPTS, GuestImages, read_env
 from launch_image import BUILD_OVMF, launch_image
 
+from guestagent.records import replace as record_replace  # LaunchImage is a record
+
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,9 +84,10 @@ def test_one_byte_of_initramfs_or_cmdline_moves_the_launch_digest(
     data[len(data) // 2] ^= 0x01
     flipped = tmp_path / "initramfs.cpio.gz"
     flipped.write_bytes(data)
-    assert replace(image, initrd=flipped).launch_digest() != digest
+    assert record_replace(image, initrd=flipped).launch_digest() != digest
     # One character of the verity root hash: another root filesystem.
     root_hash = vm_images.root_env["ROOT_HASH"]
     other = root_hash[:-1] + ("0" if root_hash[-1] != "0" else "1")
-    assert replace(image, cmdline=image.cmdline.replace(root_hash, other)).launch_digest() != digest
-    assert replace(image, cmdline=image.cmdline + " ").launch_digest() != digest
+    moved = record_replace(image, cmdline=image.cmdline.replace(root_hash, other))
+    assert moved.launch_digest() != digest
+    assert record_replace(image, cmdline=image.cmdline + " ").launch_digest() != digest
