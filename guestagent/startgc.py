@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["held", "hold", "resume"]
+__all__ = ["hold", "resume"]
 
 _held = False
 
@@ -26,10 +26,6 @@ def hold() -> None:
     if gc.isenabled():
         gc.disable()
         _held = True
-
-
-def held() -> bool:
-    return _held
 
 
 def resume() -> None:

@@ -42,8 +42,8 @@ class ChildSigner:
     is needed, so that cryptography loads while the caller works (the agent: while it loads
     the policy engine to adopt a policy given at start-up); `discard` ends a child started
     ahead and not used (the agent's start failed, or it stops). Only before anything is served:
-    a fork made later would share the open transports (a virtio-serial port that the host
-    reconnects to, held open by an idle child, stalled the agent in the VM tier).
+    a fork made later shares the open transports (one made once ready, for the host's
+    policy, was followed by a late-connecting host hanging in the VM tier under load).
 
     Children are reaped through the agent's reaper when one is installed (call `sign` from a
     worker thread then, as the agent does); a child started ahead before the reaper existed is
